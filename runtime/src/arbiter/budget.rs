@@ -1,0 +1,42 @@
+//! Budgets: the fleet-wide replica budget and each agent's hourly action budget.
+
+use super::candidate::Candidate;
+use super::state::ArbiterState;
+use crate::action::Action;
+use crate::clock::Timestamp;
+use crate::decision::{Reason, ReasonCode};
+use crate::policy::{OnViolation, Policy};
+
+pub(crate) fn apply(policy: &Policy, state: &ArbiterState, now: Timestamp, c: &mut Candidate) {
+    if let Some(max) = policy.max_actions_per_hour() {
+        let used = state.actions_in_last_hour(&c.proposal.agent, now);
+        if used >= max as usize {
+            return c.reject(Reason::new(
+                ReasonCode::ActionBudget,
+                format!("agent `{}` has had {used} actions enacted in the last hour; max_actions_per_hour is {max}", c.proposal.agent),
+            ));
+        }
+    }
+    let (Some(budget), Action::Scale { replicas: desired }) = (policy.fleet_replica_budget(), c.action.clone()) else {
+        return;
+    };
+    let current = state.replicas(&c.proposal.target).unwrap_or(0);
+    if desired <= current {
+        return;
+    }
+    let used = state.fleet_replicas();
+    let headroom = u64::from(budget).saturating_sub(used);
+    let delta = u64::from(desired - current);
+    if delta <= headroom {
+        return;
+    }
+    let msg = format!("the fleet runs {used} of fleet_replica_budget {budget} replicas; adding {delta} would exceed it");
+    let clamp = policy.limits_for(&c.proposal.target).on_violation == OnViolation::Clamp;
+    if headroom == 0 || !clamp {
+        return c.reject(Reason::new(ReasonCode::ReplicaBudget, msg));
+    }
+    // headroom < delta <= u32::MAX here, so it fits.
+    let allowed = current + u32::try_from(headroom).unwrap_or(0);
+    c.reasons.push(Reason::new(ReasonCode::ReplicaBudget, format!("{msg}; limited to {allowed}")));
+    c.action = Action::Scale { replicas: allowed };
+}

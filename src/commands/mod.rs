@@ -1,0 +1,5 @@
+//! One module per command group; each returns the exit code or an error for `main`.
+
+pub mod decisions;
+pub mod demo;
+pub mod policy;

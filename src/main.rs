@@ -1,0 +1,107 @@
+//! `conclave`: the command line. Parses arguments, calls into the crates, maps errors to
+//! exit codes (0 ok, 1 the input was checked and found wanting, 2 usage or I/O error).
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Multi-agent autonomous operations for event-driven platforms.
+#[derive(Debug, Parser)]
+#[command(name = "conclave", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check, explain, test and describe policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Read the decision audit log.
+    #[command(subcommand)]
+    Decisions(DecisionsCommand),
+    /// Run a scripted arbiter demo under a policy and write its audit log.
+    Demo {
+        /// The policy to run under.
+        #[arg(long, default_value = "policies/ecommerce.yaml")]
+        policy: PathBuf,
+        /// Where to write the audit log.
+        #[arg(long, default_value = "target/demo/audit.jsonl")]
+        audit: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate policy files; list every error with its line and column.
+    Validate {
+        /// Policy files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the effective policy with every default filled in.
+    Explain {
+        /// Policy file.
+        file: PathBuf,
+    },
+    /// Print the JSON Schema of policy files.
+    Schema,
+    /// Run policy tests (files of `kind: PolicyTest`, or folders of them).
+    Test {
+        /// Test files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DecisionsCommand {
+    /// Print the last decisions, one per line.
+    Tail {
+        /// The audit log.
+        #[arg(long, default_value = "target/demo/audit.jsonl")]
+        log: PathBuf,
+        /// How many records.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        /// Keep printing records as they are appended.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Explain one decision: its proposals, reasons in order, outcome and trace.
+    Explain {
+        /// The decision id.
+        id: String,
+        /// The audit log.
+        #[arg(long, default_value = "target/demo/audit.jsonl")]
+        log: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Policy(PolicyCommand::Validate { files }) => commands::policy::validate(&files),
+        Command::Policy(PolicyCommand::Explain { file }) => commands::policy::explain(&file),
+        Command::Policy(PolicyCommand::Schema) => commands::policy::schema(),
+        Command::Policy(PolicyCommand::Test { paths }) => commands::policy::test(&paths),
+        Command::Decisions(DecisionsCommand::Tail { log, lines, follow }) => {
+            commands::decisions::tail(&log, lines, follow)
+        }
+        Command::Decisions(DecisionsCommand::Explain { id, log }) => {
+            commands::decisions::explain(&log, &id)
+        }
+        Command::Demo { policy, audit } => commands::demo::run(&policy, &audit),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

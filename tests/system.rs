@@ -1,0 +1,4 @@
+//! Whole-system tests, built as one binary (modules per area).
+
+mod cli_policy;
+mod golden;
