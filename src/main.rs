@@ -71,6 +71,16 @@ enum DecisionsCommand {
         /// Keep printing records as they are appended.
         #[arg(short, long)]
         follow: bool,
+        /// Only this agent's decisions.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only decisions about this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// Only decisions with this outcome (enacted, modified, shadowed, advised, rejected,
+        /// pending, overridden).
+        #[arg(long)]
+        outcome: Option<String>,
     },
     /// Explain one decision: its proposals, reasons in order, outcome and trace.
     Explain {
@@ -89,8 +99,20 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Explain { file }) => commands::policy::explain(&file),
         Command::Policy(PolicyCommand::Schema) => commands::policy::schema(),
         Command::Policy(PolicyCommand::Test { paths }) => commands::policy::test(&paths),
-        Command::Decisions(DecisionsCommand::Tail { log, lines, follow }) => {
-            commands::decisions::tail(&log, lines, follow)
+        Command::Decisions(DecisionsCommand::Tail {
+            log,
+            lines,
+            follow,
+            agent,
+            target,
+            outcome,
+        }) => {
+            let filter = conclave_runtime::audit::TailFilter {
+                agent,
+                target: target.map(conclave_runtime::Target::new),
+                outcome,
+            };
+            commands::decisions::tail(&log, lines, follow, filter)
         }
         Command::Decisions(DecisionsCommand::Explain { id, log }) => {
             commands::decisions::explain(&log, &id)

@@ -9,15 +9,27 @@ fn every_shipped_policy_validates() {
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .map(|p| format!("policies/{}", p.file_name().and_then(|n| n.to_str()).unwrap_or_default()))
+        .map(|p| {
+            format!(
+                "policies/{}",
+                p.file_name().and_then(|n| n.to_str()).unwrap_or_default()
+            )
+        })
         .collect();
     files.sort();
-    assert!(files.len() >= 3, "expected at least three shipped policies, found {files:?}");
+    assert!(
+        files.len() >= 3,
+        "expected at least three shipped policies, found {files:?}"
+    );
     let mut args = vec!["policy", "validate"];
     args.extend(files.iter().map(String::as_str));
     let (code, out) = conclave(&args);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), files.len(), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok ")).count(),
+        files.len(),
+        "{out}"
+    );
 }
 
 #[test]
@@ -30,19 +42,30 @@ fn every_broken_policy_fails_with_its_golden_errors() {
         .filter(|n| n.ends_with(".yaml"))
         .collect();
     names.sort();
-    assert!(names.len() >= 15, "expected the broken-policy fixtures, found {names:?}");
+    assert!(
+        names.len() >= 15,
+        "expected the broken-policy fixtures, found {names:?}"
+    );
     for name in names {
         let file = format!("tests/fixtures/broken-policies/{name}");
         let (code, out) = conclave(&["policy", "validate", &file]);
         assert_eq!(code, 1, "{name}: expected exit 1, output:\n{out}");
         // Every error names the file with a line and column.
         for line in out.lines().filter(|l| !l.ends_with("policies invalid")) {
-            let rest = line.strip_prefix(&format!("{file}:")).unwrap_or_else(|| panic!("{name}: `{line}` does not name the file"));
+            let rest = line
+                .strip_prefix(&format!("{file}:"))
+                .unwrap_or_else(|| panic!("{name}: `{line}` does not name the file"));
             let mut parts = rest.splitn(3, ':');
             let (l, c) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            assert!(l.parse::<u32>().is_ok() && c.parse::<u32>().is_ok(), "{name}: `{line}` has no line:column");
+            assert!(
+                l.parse::<u32>().is_ok() && c.parse::<u32>().is_ok(),
+                "{name}: `{line}` has no line:column"
+            );
         }
-        assert_golden(&format!("policy-validate/{}.txt", name.trim_end_matches(".yaml")), &out);
+        assert_golden(
+            &format!("policy-validate/{}.txt", name.trim_end_matches(".yaml")),
+            &out,
+        );
     }
 }
 
@@ -52,13 +75,24 @@ fn shipped_policy_tests_pass() {
     assert_eq!(code, 0, "{out}");
     let last = out.lines().last().unwrap_or_default();
     assert!(last.ends_with(" passed, 0 failed"), "{out}");
-    let passed: usize = last.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
-    assert!(passed >= 20, "expected at least 20 policy tests, found {passed}");
+    let passed: usize = last
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        passed >= 20,
+        "expected at least 20 policy tests, found {passed}"
+    );
 }
 
 #[test]
 fn a_failing_policy_test_reports_the_difference_and_exits_1() {
-    let (code, out) = conclave(&["policy", "test", "tests/fixtures/policy-tests/failing_test.yaml"]);
+    let (code, out) = conclave(&[
+        "policy",
+        "test",
+        "tests/fixtures/policy-tests/failing_test.yaml",
+    ]);
     assert_eq!(code, 1, "{out}");
     assert_golden("policy-test/failing_test.txt", &out);
 }
@@ -67,8 +101,12 @@ fn a_failing_policy_test_reports_the_difference_and_exits_1() {
 fn committed_schema_matches_the_code() {
     let (code, out) = conclave(&["policy", "schema"]);
     assert_eq!(code, 0);
-    let committed = std::fs::read_to_string(root().join("policies/schema.json")).expect("policies/schema.json is committed");
-    assert!(committed == out, "policies/schema.json is stale: run `conclave policy schema > policies/schema.json`");
+    let committed = std::fs::read_to_string(root().join("policies/schema.json"))
+        .expect("policies/schema.json is committed");
+    assert!(
+        committed == out,
+        "policies/schema.json is stale: run `conclave policy schema > policies/schema.json`"
+    );
 }
 
 #[test]

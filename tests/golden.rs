@@ -16,8 +16,14 @@ pub fn conclave(args: &[&str]) -> (i32, String) {
         .output()
         .expect("conclave binary runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.is_empty() || out.status.code() == Some(2), "unexpected stderr: {stderr}");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    assert!(
+        stderr.is_empty() || out.status.code() == Some(2),
+        "unexpected stderr: {stderr}"
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// Compares `actual` with the golden file at `rel` (under tests/golden), or rewrites it
@@ -29,8 +35,12 @@ pub fn assert_golden(rel: &str, actual: &str) {
         std::fs::write(&path, actual).expect("write golden");
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("golden file {} missing ({e}); run with CONCLAVE_BLESS=1", path.display()));
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "golden file {} missing ({e}); run with CONCLAVE_BLESS=1",
+            path.display()
+        )
+    });
     assert!(
         expected == actual,
         "golden mismatch for {rel}\n--- expected\n{expected}\n--- actual\n{actual}\n(run with CONCLAVE_BLESS=1 to accept)"

@@ -1,4 +1,5 @@
 //! Whole-system tests, built as one binary (modules per area).
 
+mod cli_demo;
 mod cli_policy;
 mod golden;

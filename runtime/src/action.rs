@@ -31,7 +31,17 @@ pub enum QuarantineScope {
 
 /// How urgent an alert is.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
@@ -86,7 +96,17 @@ pub enum Action {
 
 /// The kind of an action, without its parameters: used in policies, metrics and conflict rules.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
@@ -147,7 +167,9 @@ impl Action {
         matches!(
             self,
             Action::Shed { .. }
-                | Action::Breaker { state: BreakerState::Open | BreakerState::HalfOpen }
+                | Action::Breaker {
+                    state: BreakerState::Open | BreakerState::HalfOpen
+                }
                 | Action::Quarantine { .. }
         )
     }
@@ -191,22 +213,40 @@ mod tests {
     #[test]
     fn action_json_form_is_stable() {
         let a = Action::Scale { replicas: 4 };
-        assert_eq!(serde_json::to_string(&a).expect("json"), r#"{"scale":{"replicas":4}}"#);
-        let b = Action::Breaker { state: BreakerState::HalfOpen };
-        assert_eq!(serde_json::to_string(&b).expect("json"), r#"{"breaker":{"state":"half_open"}}"#);
+        assert_eq!(
+            serde_json::to_string(&a).expect("json"),
+            r#"{"scale":{"replicas":4}}"#
+        );
+        let b = Action::Breaker {
+            state: BreakerState::HalfOpen,
+        };
+        assert_eq!(
+            serde_json::to_string(&b).expect("json"),
+            r#"{"breaker":{"state":"half_open"}}"#
+        );
         let q = Action::Quarantine {
             scope: QuarantineScope::Producer("p1".into()),
             reason: "card number in payload.card".into(),
         };
-        let back: Action = serde_json::from_str(&serde_json::to_string(&q).expect("json")).expect("parse");
+        let back: Action =
+            serde_json::from_str(&serde_json::to_string(&q).expect("json")).expect("parse");
         assert_eq!(back, q);
     }
 
     #[test]
     fn only_refusing_actions_are_protective() {
-        assert!(Action::Shed { fraction: Fraction::try_new(0.1).expect("valid") }.is_protective());
-        assert!(Action::Breaker { state: BreakerState::Open }.is_protective());
-        assert!(!Action::Breaker { state: BreakerState::Closed }.is_protective());
+        assert!(Action::Shed {
+            fraction: Fraction::try_new(0.1).expect("valid")
+        }
+        .is_protective());
+        assert!(Action::Breaker {
+            state: BreakerState::Open
+        }
+        .is_protective());
+        assert!(!Action::Breaker {
+            state: BreakerState::Closed
+        }
+        .is_protective());
         assert!(!Action::Scale { replicas: 1 }.is_protective());
     }
 }

@@ -41,12 +41,12 @@ impl Timestamp {
     }
 
     /// This instant moved forward by `d` (saturating).
-    pub fn add(self, d: Duration) -> Self {
+    pub fn plus(self, d: Duration) -> Self {
         Timestamp(self.0.saturating_add(duration_millis(d)))
     }
 
     /// This instant moved back by `d` (saturating).
-    pub fn sub(self, d: Duration) -> Self {
+    pub fn minus(self, d: Duration) -> Self {
         Timestamp(self.0.saturating_sub(duration_millis(d)))
     }
 
@@ -70,7 +70,11 @@ fn duration_millis(d: Duration) -> i64 {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_rfc3339_millis(self.to_system_time()))
+        write!(
+            f,
+            "{}",
+            humantime::format_rfc3339_millis(self.to_system_time())
+        )
     }
 }
 
@@ -78,7 +82,9 @@ impl FromStr for Timestamp {
     type Err = TimestampError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || TimestampError { found: s.to_string() };
+        let err = || TimestampError {
+            found: s.to_string(),
+        };
         let t = humantime::parse_rfc3339_weak(s).map_err(|_| err())?;
         let ms = match t.duration_since(UNIX_EPOCH) {
             Ok(d) => duration_millis(d),
@@ -223,7 +229,9 @@ mod tests {
 
     #[test]
     fn bad_timestamp_names_what_was_found() {
-        let err = "yesterday".parse::<Timestamp>().expect_err("not a timestamp");
+        let err = "yesterday"
+            .parse::<Timestamp>()
+            .expect_err("not a timestamp");
         assert_eq!(
             err.to_string(),
             "expected an RFC 3339 timestamp such as `2026-01-01T00:00:00Z`, found `yesterday`"

@@ -11,7 +11,17 @@ use crate::target::Target;
 
 /// A bounded set of reason codes, usable as metric labels and in policy tests.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum ReasonCode {
@@ -119,7 +129,10 @@ pub struct Reason {
 impl Reason {
     /// A reason with a code and a message.
     pub fn new(code: ReasonCode, message: impl Into<String>) -> Self {
-        Reason { code, message: message.into() }
+        Reason {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -137,6 +150,19 @@ pub enum Verdict {
     Pending,
     /// Would have been blocked by a human override.
     Overridden,
+}
+
+impl Verdict {
+    /// The verdict's name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Enacted => "enacted",
+            Verdict::Modified => "modified",
+            Verdict::Rejected => "rejected",
+            Verdict::Pending => "pending",
+            Verdict::Overridden => "overridden",
+        }
+    }
 }
 
 /// What happens on an approval timeout.
@@ -247,10 +273,16 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Modified { from, to } => write!(f, "modified from {from} to {to}"),
-            Outcome::Shadowed { would } => write!(f, "shadowed (would have been {would:?})"),
-            Outcome::Advised { would } => write!(f, "advised (would have been {would:?})"),
+            Outcome::Shadowed { would } => {
+                write!(f, "shadowed (would have been {})", would.as_str())
+            }
+            Outcome::Advised { would } => write!(f, "advised (would have been {})", would.as_str()),
             Outcome::Pending { until, on_timeout } => {
-                write!(f, "pending approval until {until}, then {on_timeout:?}")
+                let then = match on_timeout {
+                    OnTimeout::Enact => "enact",
+                    OnTimeout::Reject => "reject",
+                };
+                write!(f, "pending approval until {until}, then {then}")
             }
             Outcome::Overridden { by } => write!(f, "overridden by `{by}`"),
             other => f.write_str(other.name()),

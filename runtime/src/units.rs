@@ -81,12 +81,18 @@ mod tests {
             assert!(Fraction::try_new(bad).is_err(), "{bad} accepted");
         }
         let err = Fraction::try_new(1.5).expect_err("1.5 is out of range");
-        assert_eq!(err.to_string(), "expected a fraction in 0.0..=1.0, found `1.5`");
+        assert_eq!(
+            err.to_string(),
+            "expected a fraction in 0.0..=1.0, found `1.5`"
+        );
     }
 
     #[test]
     fn confidence_deserializes_only_in_range() {
-        assert_eq!(serde_json::from_str::<Confidence>("0.9").ok(), Confidence::try_new(0.9).ok());
+        assert_eq!(
+            serde_json::from_str::<Confidence>("0.9").ok(),
+            Confidence::try_new(0.9).ok()
+        );
         assert!(serde_json::from_str::<Confidence>("2.0").is_err());
     }
 }

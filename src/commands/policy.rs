@@ -18,7 +18,12 @@ pub fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let mut bad = 0usize;
     for f in files {
         match policy::load(f, &AGENTS) {
-            Ok(p) => println!("ok {} (policy `{}`, revision `{}`)", f.display(), p.name(), p.revision()),
+            Ok(p) => println!(
+                "ok {} (policy `{}`, revision `{}`)",
+                f.display(),
+                p.name(),
+                p.revision()
+            ),
             Err(errors) => {
                 bad += 1;
                 print_errors(&errors);
@@ -99,5 +104,9 @@ pub fn test(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         }
     }
     println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

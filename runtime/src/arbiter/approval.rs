@@ -15,8 +15,14 @@ pub(crate) fn matching_rule<'p>(
 ) -> Option<(&'p ApprovalRule, Vec<Reason>)> {
     let spec = policy.targets().get(&c.proposal.target);
     for rule in policy.approvals() {
-        if rule.agents.as_ref().is_some_and(|a| !a.contains(&c.proposal.agent))
-            || rule.actions.as_ref().is_some_and(|k| !k.contains(&c.action.kind()))
+        if rule
+            .agents
+            .as_ref()
+            .is_some_and(|a| !a.contains(&c.proposal.agent))
+            || rule
+                .actions
+                .as_ref()
+                .is_some_and(|k| !k.contains(&c.action.kind()))
             || !rule.select.matches(&c.proposal.target, spec)
         {
             continue;
@@ -28,7 +34,10 @@ pub(crate) fn matching_rule<'p>(
                 Ok(false) => continue,
                 // A condition that cannot be evaluated must not let a high-impact action
                 // through unreviewed: treat it as matching.
-                Err(e) => reasons.push(Reason::new(ReasonCode::ConditionError, format!("{e}; asking for approval to be safe"))),
+                Err(e) => reasons.push(Reason::new(
+                    ReasonCode::ConditionError,
+                    format!("{e}; asking for approval to be safe"),
+                )),
             }
         }
         reasons.push(Reason::new(
@@ -54,11 +63,16 @@ fn describe_approvers(rule: &ApprovalRule) -> String {
         .approvers
         .roles
         .iter()
-        .map(|r| format!("role {}", match r {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }))
+        .map(|r| {
+            format!(
+                "role {}",
+                match r {
+                    Role::Viewer => "viewer",
+                    Role::Operator => "operator",
+                    Role::Admin => "admin",
+                }
+            )
+        })
         .collect();
     who.extend(rule.approvers.users.iter().map(|u| format!("user {u}")));
     who.join(" or ")
@@ -66,5 +80,7 @@ fn describe_approvers(rule: &ApprovalRule) -> String {
 
 /// Whether `actor` may answer for `rule`. Admins may always answer.
 pub(crate) fn may_answer(rule: &ApprovalRule, actor: &Actor) -> bool {
-    actor.role == Role::Admin || rule.approvers.roles.contains(&actor.role) || rule.approvers.users.contains(&actor.name)
+    actor.role == Role::Admin
+        || rule.approvers.roles.contains(&actor.role)
+        || rule.approvers.users.contains(&actor.name)
 }

@@ -17,7 +17,9 @@ pub(crate) fn apply(policy: &Policy, state: &ArbiterState, now: Timestamp, c: &m
             ));
         }
     }
-    let (Some(budget), Action::Scale { replicas: desired }) = (policy.fleet_replica_budget(), c.action.clone()) else {
+    let (Some(budget), Action::Scale { replicas: desired }) =
+        (policy.fleet_replica_budget(), c.action.clone())
+    else {
         return;
     };
     let current = state.replicas(&c.proposal.target).unwrap_or(0);
@@ -37,6 +39,9 @@ pub(crate) fn apply(policy: &Policy, state: &ArbiterState, now: Timestamp, c: &m
     }
     // headroom < delta <= u32::MAX here, so it fits.
     let allowed = current + u32::try_from(headroom).unwrap_or(0);
-    c.reasons.push(Reason::new(ReasonCode::ReplicaBudget, format!("{msg}; limited to {allowed}")));
+    c.reasons.push(Reason::new(
+        ReasonCode::ReplicaBudget,
+        format!("{msg}; limited to {allowed}"),
+    ));
     c.action = Action::Scale { replicas: allowed };
 }

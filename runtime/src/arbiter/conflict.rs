@@ -14,13 +14,18 @@ use crate::policy::{ConflictStrategy, Policy, SafetyClass};
 /// Whether two actions on the same target cannot both be carried out.
 pub(crate) fn conflicts(a: &Action, b: &Action, current: Option<u32>) -> bool {
     let (ca, cb) = (SafetyClass::of(a, current), SafetyClass::of(b, current));
-    let (Some(ca), Some(cb)) = (ca, cb) else { return false }; // alerts never conflict
+    let (Some(ca), Some(cb)) = (ca, cb) else {
+        return false;
+    }; // alerts never conflict
     match (a, b) {
         (Action::Quarantine { scope: sa, .. }, Action::Quarantine { scope: sb, .. }) => sa == sb,
         _ if a.kind() == b.kind() => true,
         // Shedding, opening a breaker or quarantining means capacity is short or unsafe:
         // removing replicas at the same time works against it.
-        _ => (a.is_protective() && cb == SafetyClass::ScaleDown) || (b.is_protective() && ca == SafetyClass::ScaleDown),
+        _ => {
+            (a.is_protective() && cb == SafetyClass::ScaleDown)
+                || (b.is_protective() && ca == SafetyClass::ScaleDown)
+        }
     }
 }
 
@@ -37,7 +42,12 @@ fn rank(policy: &Policy, c: &Candidate, current: Option<u32>) -> (usize, usize) 
 fn compare(policy: &Policy, current: Option<u32>, a: &Candidate, b: &Candidate) -> Ordering {
     rank(policy, a, current)
         .cmp(&rank(policy, b, current))
-        .then_with(|| b.proposal.confidence.get().total_cmp(&a.proposal.confidence.get()))
+        .then_with(|| {
+            b.proposal
+                .confidence
+                .get()
+                .total_cmp(&a.proposal.confidence.get())
+        })
         .then_with(|| a.proposal.id.cmp(&b.proposal.id))
 }
 
@@ -65,16 +75,30 @@ pub(crate) struct Loss {
 }
 
 /// Resolves conflicts among `cands` (indices into `all`), all live and on one target.
-pub(crate) fn resolve(policy: &Policy, state: &ArbiterState, all: &[Candidate], cands: &[usize]) -> Vec<Loss> {
-    let Some(first) = cands.first() else { return Vec::new() };
+pub(crate) fn resolve(
+    policy: &Policy,
+    state: &ArbiterState,
+    all: &[Candidate],
+    cands: &[usize],
+) -> Vec<Loss> {
+    let Some(first) = cands.first() else {
+        return Vec::new();
+    };
     let current = state.replicas(&all[*first].proposal.target);
     let mut order = cands.to_vec();
     order.sort_by(|a, b| compare(policy, current, &all[*a], &all[*b]));
     let mut kept: Vec<usize> = Vec::new();
     let mut losses = Vec::new();
     for i in order {
-        match kept.iter().find(|k| conflicts(&all[**k].action, &all[i].action, current)) {
-            Some(&w) => losses.push(Loss { loser: i, winner: w, why: why(policy, current, &all[w], &all[i]) }),
+        match kept
+            .iter()
+            .find(|k| conflicts(&all[**k].action, &all[i].action, current))
+        {
+            Some(&w) => losses.push(Loss {
+                loser: i,
+                winner: w,
+                why: why(policy, current, &all[w], &all[i]),
+            }),
             None => kept.push(i),
         }
     }

@@ -11,14 +11,24 @@ use crate::proposal::Proposal;
 
 /// The agent's mode now: a human's `set_mode` in force, else the policy's; `off` when the
 /// policy does not configure the agent.
-pub(crate) fn effective_mode(policy: &Policy, state: &ArbiterState, agent: &str, now: Timestamp) -> Mode {
+pub(crate) fn effective_mode(
+    policy: &Policy,
+    state: &ArbiterState,
+    agent: &str,
+    now: Timestamp,
+) -> Mode {
     match state.modes.get(agent) {
         Some((mode, o)) if o.is_in_force(now) => *mode,
         _ => policy.agent(agent).map_or(Mode::Off, |a| a.mode()),
     }
 }
 
-pub(crate) fn gate(policy: &Policy, state: &ArbiterState, now: Timestamp, p: Proposal) -> Candidate {
+pub(crate) fn gate(
+    policy: &Policy,
+    state: &ArbiterState,
+    now: Timestamp,
+    p: Proposal,
+) -> Candidate {
     let mode = effective_mode(policy, state, &p.agent, now);
     let mut c = Candidate::new(p, mode);
     let agent = c.proposal.agent.clone();
@@ -27,22 +37,34 @@ pub(crate) fn gate(policy: &Policy, state: &ArbiterState, now: Timestamp, p: Pro
     if let Some(f) = state.frozen.as_ref().filter(|o| o.is_in_force(now)) {
         c.reasons.push(Reason::new(
             ReasonCode::Frozen,
-            format!("everything is frozen by {} ({}): {}", f.by.name, f.id, f.reason),
+            format!(
+                "everything is frozen by {} ({}): {}",
+                f.by.name, f.id, f.reason
+            ),
         ));
         c.stop = Some(Stop::Overridden(f.id.clone()));
     } else if let Some(o) = state.paused.get(&agent).filter(|o| o.is_in_force(now)) {
         c.reasons.push(Reason::new(
             ReasonCode::AgentPaused,
-            format!("agent `{agent}` is paused by {} ({}): {}", o.by.name, o.id, o.reason),
+            format!(
+                "agent `{agent}` is paused by {} ({}): {}",
+                o.by.name, o.id, o.reason
+            ),
         ));
         c.stop = Some(Stop::Overridden(o.id.clone()));
-    } else if let (Action::Scale { .. }, Some((n, o))) =
-        (&c.action, state.pins.get(&target).filter(|(_, o)| o.is_in_force(now)))
-    {
-        let until = o.until.map_or_else(|| "unpinned".to_string(), |u| u.to_string());
+    } else if let (Action::Scale { .. }, Some((n, o))) = (
+        &c.action,
+        state.pins.get(&target).filter(|(_, o)| o.is_in_force(now)),
+    ) {
+        let until = o
+            .until
+            .map_or_else(|| "unpinned".to_string(), |u| u.to_string());
         c.reasons.push(Reason::new(
             ReasonCode::TargetPinned,
-            format!("`{target}` is pinned to {n} replicas by {} until {until} ({}): {}", o.by.name, o.id, o.reason),
+            format!(
+                "`{target}` is pinned to {n} replicas by {} until {until} ({}): {}",
+                o.by.name, o.id, o.reason
+            ),
         ));
         c.stop = Some(Stop::Overridden(o.id.clone()));
     }
@@ -52,7 +74,10 @@ pub(crate) fn gate(policy: &Policy, state: &ArbiterState, now: Timestamp, p: Pro
             let why = if policy.agent(&agent).is_some() {
                 format!("agent `{agent}` is in mode off")
             } else {
-                format!("agent `{agent}` is not configured in policy `{}`", policy.name())
+                format!(
+                    "agent `{agent}` is not configured in policy `{}`",
+                    policy.name()
+                )
             };
             if c.is_live() {
                 c.reject(Reason::new(ReasonCode::ModeOff, why));

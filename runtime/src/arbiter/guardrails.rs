@@ -21,7 +21,7 @@ pub(crate) fn apply(policy: &Policy, state: &ArbiterState, now: Timestamp, c: &m
 
     if kind != crate::action::ActionKind::Alert {
         if let Some(last) = state.last_acted(&target, kind) {
-            let until = last.add(limits.cooldown);
+            let until = last.plus(limits.cooldown);
             if now < until {
                 c.reject(Reason::new(
                     ReasonCode::Cooldown,
@@ -40,19 +40,31 @@ pub(crate) fn apply(policy: &Policy, state: &ArbiterState, now: Timestamp, c: &m
         Action::Scale { replicas: proposed } => {
             let mut desired = proposed;
             if desired < limits.min_replicas {
-                let msg = format!("{desired} replicas is below min_replicas {}", limits.min_replicas);
+                let msg = format!(
+                    "{desired} replicas is below min_replicas {}",
+                    limits.min_replicas
+                );
                 if !clamp {
                     return c.reject(Reason::new(ReasonCode::BelowMin, msg));
                 }
-                c.reasons.push(Reason::new(ReasonCode::BelowMin, format!("{msg}; raised to {}", limits.min_replicas)));
+                c.reasons.push(Reason::new(
+                    ReasonCode::BelowMin,
+                    format!("{msg}; raised to {}", limits.min_replicas),
+                ));
                 desired = limits.min_replicas;
             }
             if desired > limits.max_replicas {
-                let msg = format!("{desired} replicas is above max_replicas {}", limits.max_replicas);
+                let msg = format!(
+                    "{desired} replicas is above max_replicas {}",
+                    limits.max_replicas
+                );
                 if !clamp {
                     return c.reject(Reason::new(ReasonCode::AboveMax, msg));
                 }
-                c.reasons.push(Reason::new(ReasonCode::AboveMax, format!("{msg}; lowered to {}", limits.max_replicas)));
+                c.reasons.push(Reason::new(
+                    ReasonCode::AboveMax,
+                    format!("{msg}; lowered to {}", limits.max_replicas),
+                ));
                 desired = limits.max_replicas;
             }
             c.recommendation = Some(desired);
@@ -73,12 +85,15 @@ pub(crate) fn apply(policy: &Policy, state: &ArbiterState, now: Timestamp, c: &m
                     // Bounds win over the step limit, so a target outside its bounds (after
                     // a policy change) is brought back inside in one decision.
                     let stepped = stepped.clamp(limits.min_replicas, limits.max_replicas);
-                    c.reasons.push(Reason::new(ReasonCode::StepLimited, format!("{msg}; limited to {stepped}")));
+                    c.reasons.push(Reason::new(
+                        ReasonCode::StepLimited,
+                        format!("{msg}; limited to {stepped}"),
+                    ));
                     desired = stepped;
                 }
                 if desired < current {
                     let window = limits.scale_down_stabilization;
-                    let since = now.sub(window);
+                    let since = now.minus(window);
                     let highest = state
                         .recommendations
                         .get(&target)
@@ -116,11 +131,22 @@ pub(crate) fn apply(policy: &Policy, state: &ArbiterState, now: Timestamp, c: &m
                 if !clamp {
                     return c.reject(Reason::new(ReasonCode::ShedLimited, msg));
                 }
-                c.reasons.push(Reason::new(ReasonCode::ShedLimited, format!("{msg}; limited to {max}")));
+                c.reasons.push(Reason::new(
+                    ReasonCode::ShedLimited,
+                    format!("{msg}; limited to {max}"),
+                ));
                 c.action = Action::Shed { fraction: max };
             }
-            if c.action == (Action::Shed { fraction: Fraction::ZERO }) && fraction.get() > 0.0 {
-                c.reject(Reason::new(ReasonCode::ShedLimited, "max_shed_fraction is 0: shedding is not allowed"));
+            if c.action
+                == (Action::Shed {
+                    fraction: Fraction::ZERO,
+                })
+                && fraction.get() > 0.0
+            {
+                c.reject(Reason::new(
+                    ReasonCode::ShedLimited,
+                    "max_shed_fraction is 0: shedding is not allowed",
+                ));
             }
         }
         Action::Route { weights } => {

@@ -58,7 +58,12 @@ impl Arbiter {
 
     /// Decides one window's proposals. Approvals that timed out by `now` are settled first.
     /// Every proposal gets exactly one decision (duplicates by id are dropped).
-    pub fn decide(&self, state: &mut ArbiterState, now: Timestamp, mut proposals: Vec<Proposal>) -> Vec<Decision> {
+    pub fn decide(
+        &self,
+        state: &mut ArbiterState,
+        now: Timestamp,
+        mut proposals: Vec<Proposal>,
+    ) -> Vec<Decision> {
         let mut out = self.expire(state, now);
         proposals.sort_by(|a, b| a.target.cmp(&b.target).then_with(|| a.id.cmp(&b.id)));
         proposals.dedup_by(|a, b| a.id == b.id);
@@ -74,7 +79,12 @@ impl Arbiter {
 
     /// Settles approvals whose deadline passed and forgets lapsed overrides.
     pub fn expire(&self, state: &mut ArbiterState, now: Timestamp) -> Vec<Decision> {
-        let due: Vec<String> = state.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(id, _)| id.clone()).collect();
+        let due: Vec<String> = state
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
         let mut out = Vec::new();
         for id in due {
             if let Some(p) = state.pending.remove(&id) {
@@ -85,46 +95,85 @@ impl Arbiter {
         out
     }
 
-    fn decide_target(&self, state: &mut ArbiterState, now: Timestamp, group: Vec<Proposal>) -> Vec<Decision> {
+    fn decide_target(
+        &self,
+        state: &mut ArbiterState,
+        now: Timestamp,
+        group: Vec<Proposal>,
+    ) -> Vec<Decision> {
         let policy = &*self.policy;
-        let mut cands: Vec<Candidate> = group.into_iter().map(|p| gate::gate(policy, state, now, p)).collect();
+        let mut cands: Vec<Candidate> = group
+            .into_iter()
+            .map(|p| gate::gate(policy, state, now, p))
+            .collect();
         for c in cands.iter_mut().filter(|c| c.is_live()) {
             guardrails::apply(policy, state, now, c);
         }
         for c in cands.iter().filter(|c| c.mode == Mode::Enforce) {
             if let Some(r) = c.recommendation {
-                state.recommendations.entry(c.proposal.target.clone()).or_default().push((now, r));
+                state
+                    .recommendations
+                    .entry(c.proposal.target.clone())
+                    .or_default()
+                    .push((now, r));
             }
         }
 
-        let enforcing: Vec<usize> = (0..cands.len()).filter(|i| cands[*i].is_live() && cands[*i].mode == Mode::Enforce).collect();
+        let enforcing: Vec<usize> = (0..cands.len())
+            .filter(|i| cands[*i].is_live() && cands[*i].mode == Mode::Enforce)
+            .collect();
         let mut overruled: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for loss in conflict::resolve(policy, state, &cands, &enforcing) {
             let winner = describe(&cands[loss.winner]);
             let loser = describe(&cands[loss.loser]);
-            cands[loss.loser].reject(Reason::new(ReasonCode::ConflictLost, format!("lost to {winner} ({})", loss.why)));
-            cands[loss.winner].reasons.push(Reason::new(ReasonCode::ConflictWon, format!("won over {loser} ({})", loss.why)));
+            cands[loss.loser].reject(Reason::new(
+                ReasonCode::ConflictLost,
+                format!("lost to {winner} ({})", loss.why),
+            ));
+            cands[loss.winner].reasons.push(Reason::new(
+                ReasonCode::ConflictWon,
+                format!("won over {loser} ({})", loss.why),
+            ));
             overruled.entry(loss.winner).or_default().push(loss.loser);
         }
-        let winners: Vec<usize> = enforcing.iter().copied().filter(|i| cands[*i].is_live()).collect();
-        let watching: Vec<usize> = (0..cands.len()).filter(|i| cands[*i].is_live() && cands[*i].mode != Mode::Enforce).collect();
+        let winners: Vec<usize> = enforcing
+            .iter()
+            .copied()
+            .filter(|i| cands[*i].is_live())
+            .collect();
+        let watching: Vec<usize> = (0..cands.len())
+            .filter(|i| cands[*i].is_live() && cands[*i].mode != Mode::Enforce)
+            .collect();
         for i in watching {
             let mut set = winners.clone();
             set.push(i);
             for loss in conflict::resolve(policy, state, &cands, &set) {
                 if loss.loser == i {
                     let winner = describe(&cands[loss.winner]);
-                    cands[i].reject(Reason::new(ReasonCode::ConflictLost, format!("would lose to {winner} ({})", loss.why)));
+                    cands[i].reject(Reason::new(
+                        ReasonCode::ConflictLost,
+                        format!("would lose to {winner} ({})", loss.why),
+                    ));
                 } else if loss.winner == i {
                     let loser = describe(&cands[loss.loser]);
-                    cands[i].reasons.push(Reason::new(ReasonCode::ConflictWon, format!("would win over {loser} ({})", loss.why)));
+                    cands[i].reasons.push(Reason::new(
+                        ReasonCode::ConflictWon,
+                        format!("would win over {loser} ({})", loss.why),
+                    ));
                 }
             }
         }
 
         let mut out = Vec::with_capacity(cands.len());
         let losers_of: Vec<Vec<Proposal>> = (0..cands.len())
-            .map(|i| overruled.get(&i).into_iter().flatten().map(|l| cands[*l].proposal.clone()).collect())
+            .map(|i| {
+                overruled
+                    .get(&i)
+                    .into_iter()
+                    .flatten()
+                    .map(|l| cands[*l].proposal.clone())
+                    .collect()
+            })
             .collect();
         for (c, overruled) in cands.into_iter().zip(losers_of) {
             out.push(self.finish(state, now, c, overruled));
@@ -133,25 +182,42 @@ impl Arbiter {
     }
 
     /// Approvals, budgets, then the decision; applies its effects when the agent enforces.
-    fn finish(&self, state: &mut ArbiterState, now: Timestamp, mut c: Candidate, overruled: Vec<Proposal>) -> Decision {
+    fn finish(
+        &self,
+        state: &mut ArbiterState,
+        now: Timestamp,
+        mut c: Candidate,
+        overruled: Vec<Proposal>,
+    ) -> Decision {
         let policy = &*self.policy;
         let enforce = c.mode == Mode::Enforce;
         let mut pending = None;
         if c.is_live() {
             if let Some((rule, reasons)) = approval::matching_rule(policy, state, &c) {
                 c.reasons.extend(reasons);
-                pending = Some((rule.name.clone(), now.add(rule.timeout), rule.on_timeout));
+                pending = Some((rule.name.clone(), now.plus(rule.timeout), rule.on_timeout));
             } else {
                 budget::apply(policy, state, now, &mut c);
             }
         }
         let reasons_before = c.reasons.clone();
-        let d = self.decision(now, c, overruled, pending.as_ref().map(|(_, until, on)| (*until, *on)));
+        let d = self.decision(
+            now,
+            c,
+            overruled,
+            pending.as_ref().map(|(_, until, on)| (*until, *on)),
+        );
         if enforce {
             if let Some((rule, deadline, on_timeout)) = pending {
                 state.pending.insert(
                     d.id.clone(),
-                    Pending { decision: d.clone(), rule, deadline, on_timeout, reasons: reasons_before },
+                    Pending {
+                        decision: d.clone(),
+                        rule,
+                        deadline,
+                        on_timeout,
+                        reasons: reasons_before,
+                    },
                 );
             } else if d.outcome.is_acted_on() {
                 record_enacted(state, now, &d);
@@ -160,14 +226,31 @@ impl Arbiter {
         d
     }
 
-    fn decision(&self, now: Timestamp, mut c: Candidate, overruled: Vec<Proposal>, pending: Option<(Timestamp, OnTimeout)>) -> Decision {
+    fn decision(
+        &self,
+        now: Timestamp,
+        mut c: Candidate,
+        overruled: Vec<Proposal>,
+        pending: Option<(Timestamp, OnTimeout)>,
+    ) -> Decision {
         let (verdict, outcome, action) = match (&c.stop, pending) {
-            (Some(Stop::Overridden(id)), _) => (Verdict::Overridden, Outcome::Overridden { by: id.clone() }, None),
+            (Some(Stop::Overridden(id)), _) => (
+                Verdict::Overridden,
+                Outcome::Overridden { by: id.clone() },
+                None,
+            ),
             (Some(Stop::Rejected), _) => (Verdict::Rejected, Outcome::Rejected, None),
-            (None, Some((until, on_timeout))) => (Verdict::Pending, Outcome::Pending { until, on_timeout }, Some(c.action.clone())),
+            (None, Some((until, on_timeout))) => (
+                Verdict::Pending,
+                Outcome::Pending { until, on_timeout },
+                Some(c.action.clone()),
+            ),
             (None, None) if c.action != c.proposal.action => (
                 Verdict::Modified,
-                Outcome::Modified { from: c.proposal.action.clone(), to: c.action.clone() },
+                Outcome::Modified {
+                    from: c.proposal.action.clone(),
+                    to: c.action.clone(),
+                },
                 Some(c.action.clone()),
             ),
             (None, None) => (Verdict::Enacted, Outcome::Enacted, Some(c.action.clone())),
@@ -178,7 +261,10 @@ impl Arbiter {
             Mode::Enforce | Mode::Off => outcome,
         };
         if outcome.is_acted_on() {
-            c.reasons.push(Reason::new(ReasonCode::Enacted, format!("enacted: {}", c.action)));
+            c.reasons.push(Reason::new(
+                ReasonCode::Enacted,
+                format!("enacted: {}", c.action),
+            ));
         }
         let mut proposals = vec![c.proposal];
         proposals.extend(overruled);
@@ -197,7 +283,13 @@ impl Arbiter {
     }
 
     /// Ends a pending decision: approved, denied, vetoed or timed out.
-    fn settle(&self, state: &mut ArbiterState, now: Timestamp, p: Pending, how: Settle) -> Decision {
+    fn settle(
+        &self,
+        state: &mut ArbiterState,
+        now: Timestamp,
+        p: Pending,
+        how: Settle,
+    ) -> Decision {
         let policy = &*self.policy;
         let mut d = p.decision;
         d.at = now;
@@ -221,9 +313,15 @@ impl Arbiter {
             Settle::Timeout => {
                 let msg = format!("approval rule `{}` got no answer by {}", p.rule, p.deadline);
                 match p.on_timeout {
-                    OnTimeout::Enact => Some(Reason::new(ReasonCode::ApprovalTimedOut, format!("{msg}; the default is to enact"))),
+                    OnTimeout::Enact => Some(Reason::new(
+                        ReasonCode::ApprovalTimedOut,
+                        format!("{msg}; the default is to enact"),
+                    )),
                     OnTimeout::Reject => {
-                        reasons.push(Reason::new(ReasonCode::ApprovalTimedOut, format!("{msg}; the default is to reject")));
+                        reasons.push(Reason::new(
+                            ReasonCode::ApprovalTimedOut,
+                            format!("{msg}; the default is to reject"),
+                        ));
                         d.outcome = Outcome::Rejected;
                         d.action = None;
                         d.reasons = reasons;
@@ -244,7 +342,13 @@ impl Arbiter {
         c.action = action;
         c.reasons = reasons;
         if let Some(f) = state.frozen.as_ref().filter(|o| o.is_in_force(now)) {
-            c.reasons.push(Reason::new(ReasonCode::Frozen, format!("everything is frozen by {} ({}): {}", f.by.name, f.id, f.reason)));
+            c.reasons.push(Reason::new(
+                ReasonCode::Frozen,
+                format!(
+                    "everything is frozen by {} ({}): {}",
+                    f.by.name, f.id, f.reason
+                ),
+            ));
             c.stop = Some(Stop::Overridden(f.id.clone()));
         } else {
             budget::apply(policy, state, now, &mut c);
@@ -274,6 +378,14 @@ fn record_enacted(state: &mut ArbiterState, now: Timestamp, d: &Decision) {
     if let Action::Scale { replicas } = action {
         state.replicas.insert(d.target.clone(), *replicas);
     }
-    state.last_acted.entry(d.target.clone()).or_default().insert(action.kind(), now);
-    state.enacted_log.entry(d.agent.clone()).or_default().push(now);
+    state
+        .last_acted
+        .entry(d.target.clone())
+        .or_default()
+        .insert(action.kind(), now);
+    state
+        .enacted_log
+        .entry(d.agent.clone())
+        .or_default()
+        .push(now);
 }

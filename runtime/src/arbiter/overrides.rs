@@ -98,7 +98,12 @@ impl Arbiter {
     /// # Errors
     /// [`OverrideError`] when the override is not allowed or names something unknown; the
     /// state is then unchanged.
-    pub fn apply_override(&self, state: &mut ArbiterState, o: Override, now: Timestamp) -> Result<Vec<Decision>, OverrideError> {
+    pub fn apply_override(
+        &self,
+        state: &mut ArbiterState,
+        o: Override,
+        now: Timestamp,
+    ) -> Result<Vec<Decision>, OverrideError> {
         let id = o.id.clone();
         if o.reason.trim().is_empty() {
             return Err(OverrideError::MissingReason { id });
@@ -112,7 +117,11 @@ impl Arbiter {
                 OverrideKind::SetMode { .. } => "change an agent's mode",
                 _ => "override the arbiter",
             };
-            return Err(OverrideError::NotPermitted { id, role: role_name(o.by.role), action });
+            return Err(OverrideError::NotPermitted {
+                id,
+                role: role_name(o.by.role),
+                action,
+            });
         }
         if let Some(until) = o.until {
             if until <= now {
@@ -124,8 +133,17 @@ impl Arbiter {
             if policy.agent(agent).is_some() {
                 Ok(())
             } else {
-                let known = policy.agents().keys().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ");
-                Err(OverrideError::UnknownAgent { id: id.clone(), agent: agent.to_string(), known })
+                let known = policy
+                    .agents()
+                    .keys()
+                    .map(|a| format!("`{a}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Err(OverrideError::UnknownAgent {
+                    id: id.clone(),
+                    agent: agent.to_string(),
+                    known,
+                })
             }
         };
         let by = format!("{} ({})", o.by.name, role_name(o.by.role));
@@ -158,7 +176,9 @@ impl Arbiter {
                         max: limits.max_replicas,
                     });
                 }
-                let until = o.until.map_or_else(|| "unpinned".to_string(), |u| u.to_string());
+                let until = o
+                    .until
+                    .map_or_else(|| "unpinned".to_string(), |u| u.to_string());
                 let d = Decision {
                     id: format!("d-{id}"),
                     at: now,
@@ -178,7 +198,9 @@ impl Arbiter {
                 state.pins.insert(target, (replicas, o));
                 return Ok(vec![d]);
             }
-            OverrideKind::Approve { decision } | OverrideKind::Deny { decision } | OverrideKind::Veto { decision } => {
+            OverrideKind::Approve { decision }
+            | OverrideKind::Deny { decision }
+            | OverrideKind::Veto { decision } => {
                 let Some(p) = state.pending.get(&decision) else {
                     return Err(OverrideError::NotPending { id, decision });
                 };
@@ -186,7 +208,12 @@ impl Arbiter {
                 if answering {
                     if let Some(rule) = policy.approvals().iter().find(|r| r.name == p.rule) {
                         if !may_answer(rule, &o.by) {
-                            return Err(OverrideError::NotAnApprover { id, who: o.by.name.clone(), decision, rule: p.rule.clone() });
+                            return Err(OverrideError::NotAnApprover {
+                                id,
+                                who: o.by.name.clone(),
+                                decision,
+                                rule: p.rule.clone(),
+                            });
                         }
                     }
                 }
@@ -194,9 +221,21 @@ impl Arbiter {
                     return Err(OverrideError::NotPending { id, decision });
                 };
                 let how = match o.kind {
-                    OverrideKind::Approve { .. } => Settle::Approve(Reason::new(ReasonCode::Approved, format!("approved by {by} ({id}): {}", o.reason))),
-                    OverrideKind::Deny { .. } => Settle::Deny(Reason::new(ReasonCode::Denied, format!("denied by {by} ({id}): {}", o.reason))),
-                    _ => Settle::Veto(Reason::new(ReasonCode::Vetoed, format!("vetoed by {by} ({id}): {}", o.reason)), id.clone()),
+                    OverrideKind::Approve { .. } => Settle::Approve(Reason::new(
+                        ReasonCode::Approved,
+                        format!("approved by {by} ({id}): {}", o.reason),
+                    )),
+                    OverrideKind::Deny { .. } => Settle::Deny(Reason::new(
+                        ReasonCode::Denied,
+                        format!("denied by {by} ({id}): {}", o.reason),
+                    )),
+                    _ => Settle::Veto(
+                        Reason::new(
+                            ReasonCode::Vetoed,
+                            format!("vetoed by {by} ({id}): {}", o.reason),
+                        ),
+                        id.clone(),
+                    ),
                 };
                 return Ok(vec![self.settle(state, now, p, how)]);
             }

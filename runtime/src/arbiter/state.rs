@@ -88,7 +88,10 @@ impl ArbiterState {
     }
 
     pub(crate) fn last_acted(&self, target: &Target, kind: ActionKind) -> Option<Timestamp> {
-        self.last_acted.get(target).and_then(|m| m.get(&kind)).copied()
+        self.last_acted
+            .get(target)
+            .and_then(|m| m.get(&kind))
+            .copied()
     }
 
     pub(crate) fn fleet_replicas(&self) -> u64 {
@@ -96,8 +99,10 @@ impl ArbiterState {
     }
 
     pub(crate) fn actions_in_last_hour(&self, agent: &str, now: Timestamp) -> usize {
-        let since = now.sub(std::time::Duration::from_secs(3600));
-        self.enacted_log.get(agent).map_or(0, |v| v.iter().filter(|t| **t > since).count())
+        let since = now.minus(std::time::Duration::from_secs(3600));
+        self.enacted_log
+            .get(agent)
+            .map_or(0, |v| v.iter().filter(|t| **t > since).count())
     }
 
     /// Drops overrides whose expiry passed and history older than anything a rule reads.
@@ -108,11 +113,11 @@ impl ArbiterState {
         self.paused.retain(|_, o| o.is_in_force(now));
         self.pins.retain(|_, (_, o)| o.is_in_force(now));
         self.modes.retain(|_, (_, o)| o.is_in_force(now));
-        let cutoff = now.sub(keep);
+        let cutoff = now.minus(keep);
         for recs in self.recommendations.values_mut() {
             recs.retain(|(t, _)| *t > cutoff);
         }
-        let hour_ago = now.sub(std::time::Duration::from_secs(3600));
+        let hour_ago = now.minus(std::time::Duration::from_secs(3600));
         for log in self.enacted_log.values_mut() {
             log.retain(|t| *t > hour_ago);
         }

@@ -62,6 +62,11 @@ pub struct AuditScan {
 
 /// One thing a scan finds, in file order.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every entry is a line, and entries are moved out one at a time; boxing \
+              would add an allocation per line"
+)]
 pub enum ScanEntry {
     /// A good line.
     Line(AuditLine),
@@ -163,7 +168,11 @@ impl<R: BufRead> AuditReader<R> {
         loop {
             let start = self.offset;
             let raw = next_raw_line(&mut self.reader, &mut self.buf, MAX_LINE_BYTES).map_err(
-                |source| AuditError::Read { path: self.path.clone(), offset: start, source },
+                |source| AuditError::Read {
+                    path: self.path.clone(),
+                    offset: start,
+                    source,
+                },
             )?;
             let Some(raw) = raw else { return Ok(None) };
             let line_no = self.line_count + 1;
@@ -291,20 +300,32 @@ impl AuditFollower {
     pub fn poll(&mut self) -> Result<Vec<AuditLine>, AuditError> {
         let file = match self.file.take() {
             Some(f) => f,
-            None => File::open(&self.path)
-                .map_err(|source| AuditError::Open { path: self.path.clone(), source })?,
+            None => File::open(&self.path).map_err(|source| AuditError::Open {
+                path: self.path.clone(),
+                source,
+            })?,
         };
         let file: &File = self.file.insert(file);
-        let read_err = |offset, source| AuditError::Read { path: self.path.clone(), offset, source };
+        let read_err = |offset, source| AuditError::Read {
+            path: self.path.clone(),
+            offset,
+            source,
+        };
         let len = file.metadata().map_err(|e| read_err(self.offset, e))?.len();
         if len < self.offset {
-            return Err(AuditError::Shrunk { path: self.path.clone(), offset: self.offset, len });
+            return Err(AuditError::Shrunk {
+                path: self.path.clone(),
+                offset: self.offset,
+                len,
+            });
         }
         if len == self.offset {
             return Ok(Vec::new());
         }
         let mut handle = file;
-        handle.seek(SeekFrom::Start(self.offset)).map_err(|e| read_err(self.offset, e))?;
+        handle
+            .seek(SeekFrom::Start(self.offset))
+            .map_err(|e| read_err(self.offset, e))?;
         // Read only up to the length seen above, so a busy writer cannot keep one poll
         // going forever.
         let mut reader = BufReader::new(handle.take(len - self.offset));
@@ -326,7 +347,11 @@ impl AuditFollower {
                     lines.push(line);
                 }
                 Parsed::Bad(message) if raw.terminated => {
-                    self.corrupt.push(CorruptLine { line_no, offset: start, message });
+                    self.corrupt.push(CorruptLine {
+                        line_no,
+                        offset: start,
+                        message,
+                    });
                 }
                 // Still being written: read it again next time.
                 Parsed::Blank | Parsed::Bad(_) => break,
@@ -367,7 +392,11 @@ fn next_raw_line(
             Err(e) => return Err(e),
         };
         if available.is_empty() {
-            return Ok((consumed > 0).then_some(RawLine { consumed, terminated: false, oversized }));
+            return Ok((consumed > 0).then_some(RawLine {
+                consumed,
+                terminated: false,
+                oversized,
+            }));
         }
         let newline = available.iter().position(|&b| b == b'\n');
         let content = &available[..newline.unwrap_or(available.len())];
@@ -380,11 +409,16 @@ fn next_raw_line(
         reader.consume(used);
         consumed += used as u64;
         if newline.is_some() {
-            return Ok(Some(RawLine { consumed, terminated: true, oversized }));
+            return Ok(Some(RawLine {
+                consumed,
+                terminated: true,
+                oversized,
+            }));
         }
     }
 }
 
+#[allow(clippy::large_enum_variant, reason = "as for `ScanEntry`")]
 enum Parsed {
     Blank,
     Good(AuditLine),

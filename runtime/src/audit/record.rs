@@ -13,6 +13,11 @@ use crate::overrides::{Override, OverrideKind};
 /// One audited event: the arbiter's decision or a person's override.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every record is a decision, so boxing it would add an allocation per \
+              record and save no memory"
+)]
 pub enum AuditRecord {
     /// A decision (a decision id can appear several times, e.g. pending, then approved).
     Decision(Decision),

@@ -92,12 +92,16 @@ impl AuditWriter {
                 source,
             })?;
         }
-        let (file, created) = open_for_append(path)
-            .map_err(|source| AuditError::Open { path: path_buf.clone(), source })?;
+        let (file, created) = open_for_append(path).map_err(|source| AuditError::Open {
+            path: path_buf.clone(),
+            source,
+        })?;
         if created && fsync != FsyncPolicy::Never {
             // A new file's directory entry is only durable once the directory is synced.
-            sync_dir(dir.unwrap_or(Path::new(".")))
-                .map_err(|source| AuditError::Sync { path: path_buf.clone(), source })?;
+            sync_dir(dir.unwrap_or(Path::new("."))).map_err(|source| AuditError::Sync {
+                path: path_buf.clone(),
+                source,
+            })?;
         }
 
         // Scan through the same handle, so the file scanned is the file appended to.
@@ -133,22 +137,28 @@ impl AuditWriter {
             buf: Vec::new(),
         };
         if let Some(t) = torn {
-            writer.file.set_len(t.offset).map_err(|source| AuditError::Truncate {
-                path: writer.path.clone(),
-                offset: t.offset,
-                bytes: t.bytes,
-                source,
-            })?;
+            writer
+                .file
+                .set_len(t.offset)
+                .map_err(|source| AuditError::Truncate {
+                    path: writer.path.clone(),
+                    offset: t.offset,
+                    bytes: t.bytes,
+                    source,
+                })?;
             writer.recovered_torn_bytes = t.bytes;
             writer.unsynced = true;
         } else if ends_without_newline {
             // The last record is whole and only its newline is missing: keep the record
             // and end its line.
-            writer.file.write_all(b"\n").map_err(|source| AuditError::Write {
-                path: writer.path.clone(),
-                seq: next_seq - 1,
-                source,
-            })?;
+            writer
+                .file
+                .write_all(b"\n")
+                .map_err(|source| AuditError::Write {
+                    path: writer.path.clone(),
+                    seq: next_seq - 1,
+                    source,
+                })?;
             writer.len += 1;
             writer.unsynced = true;
         }
@@ -174,15 +184,26 @@ impl AuditWriter {
     /// - [`AuditError::Poisoned`] after either failure above: reopen the log.
     pub fn append(&mut self, record: &AuditRecord) -> Result<u64, AuditError> {
         if self.poisoned {
-            return Err(AuditError::Poisoned { path: self.path.clone() });
+            return Err(AuditError::Poisoned {
+                path: self.path.clone(),
+            });
         }
         let seq = self.next_seq;
         if let Some(field) = non_finite_field(record) {
-            return Err(AuditError::NonFinite { path: self.path.clone(), seq, field });
+            return Err(AuditError::NonFinite {
+                path: self.path.clone(),
+                seq,
+                field,
+            });
         }
         self.buf.clear();
-        serde_json::to_writer(&mut self.buf, &AuditLineRef { seq, record })
-            .map_err(|source| AuditError::Encode { path: self.path.clone(), seq, source })?;
+        serde_json::to_writer(&mut self.buf, &AuditLineRef { seq, record }).map_err(|source| {
+            AuditError::Encode {
+                path: self.path.clone(),
+                seq,
+                source,
+            }
+        })?;
         if self.buf.len() > MAX_LINE_BYTES {
             return Err(AuditError::TooLarge {
                 path: self.path.clone(),
@@ -198,7 +219,11 @@ impl AuditWriter {
             if self.file.set_len(self.len).is_err() {
                 self.poisoned = true;
             }
-            return Err(AuditError::Write { path: self.path.clone(), seq, source });
+            return Err(AuditError::Write {
+                path: self.path.clone(),
+                seq,
+                source,
+            });
         }
         self.len += self.buf.len() as u64;
         self.next_seq += 1;
@@ -217,12 +242,17 @@ impl AuditWriter {
     /// [`AuditError::Poisoned`] after an earlier failure.
     pub fn sync(&mut self) -> Result<(), AuditError> {
         if self.poisoned {
-            return Err(AuditError::Poisoned { path: self.path.clone() });
+            return Err(AuditError::Poisoned {
+                path: self.path.clone(),
+            });
         }
         // The file's size is data here: `sync_data` makes it durable too.
         if let Err(source) = self.file.sync_data() {
             self.poisoned = true;
-            return Err(AuditError::Sync { path: self.path.clone(), source });
+            return Err(AuditError::Sync {
+                path: self.path.clone(),
+                source,
+            });
         }
         self.syncs += 1;
         self.unsynced = false;
@@ -299,21 +329,64 @@ mod tests {
     const SECOND: Duration = Duration::from_secs(1);
 
     const CASES: &[Case] = &[
-        Case { name: "every record", policy: FsyncPolicy::EveryRecord, last_ms: 0, now_ms: 0, due: true },
-        Case { name: "never", policy: FsyncPolicy::Never, last_ms: 0, now_ms: 1_000_000, due: false },
-        Case { name: "interval not yet", policy: FsyncPolicy::Interval(SECOND), last_ms: 5_000, now_ms: 5_999, due: false },
-        Case { name: "interval exactly", policy: FsyncPolicy::Interval(SECOND), last_ms: 5_000, now_ms: 6_000, due: true },
-        Case { name: "interval past", policy: FsyncPolicy::Interval(SECOND), last_ms: 5_000, now_ms: 60_000, due: true },
-        Case { name: "clock went back", policy: FsyncPolicy::Interval(SECOND), last_ms: 5_000, now_ms: 4_000, due: true },
-        Case { name: "zero interval", policy: FsyncPolicy::Interval(Duration::ZERO), last_ms: 5_000, now_ms: 5_000, due: true },
+        Case {
+            name: "every record",
+            policy: FsyncPolicy::EveryRecord,
+            last_ms: 0,
+            now_ms: 0,
+            due: true,
+        },
+        Case {
+            name: "never",
+            policy: FsyncPolicy::Never,
+            last_ms: 0,
+            now_ms: 1_000_000,
+            due: false,
+        },
+        Case {
+            name: "interval not yet",
+            policy: FsyncPolicy::Interval(SECOND),
+            last_ms: 5_000,
+            now_ms: 5_999,
+            due: false,
+        },
+        Case {
+            name: "interval exactly",
+            policy: FsyncPolicy::Interval(SECOND),
+            last_ms: 5_000,
+            now_ms: 6_000,
+            due: true,
+        },
+        Case {
+            name: "interval past",
+            policy: FsyncPolicy::Interval(SECOND),
+            last_ms: 5_000,
+            now_ms: 60_000,
+            due: true,
+        },
+        Case {
+            name: "clock went back",
+            policy: FsyncPolicy::Interval(SECOND),
+            last_ms: 5_000,
+            now_ms: 4_000,
+            due: true,
+        },
+        Case {
+            name: "zero interval",
+            policy: FsyncPolicy::Interval(Duration::ZERO),
+            last_ms: 5_000,
+            now_ms: 5_000,
+            due: true,
+        },
     ];
 
     #[test]
     fn fsync_is_due_per_policy() {
         for c in CASES {
-            let due = c
-                .policy
-                .is_sync_due(Timestamp::from_millis(c.last_ms), Timestamp::from_millis(c.now_ms));
+            let due = c.policy.is_sync_due(
+                Timestamp::from_millis(c.last_ms),
+                Timestamp::from_millis(c.now_ms),
+            );
             assert_eq!(due, c.due, "case `{}`", c.name);
         }
     }

@@ -49,16 +49,27 @@ pub(crate) fn compile(
     text: &str,
     agents: &[&str],
 ) -> Result<Policy, Vec<PolicyError>> {
-    let mut c = Compiler { p: Problems::new(file), agents, dir: Path::new(file).parent() };
+    let mut c = Compiler {
+        p: Problems::new(file),
+        agents,
+        dir: Path::new(file).parent(),
+    };
 
     if raw.api_version.value != "conclave/v1" {
-        c.p.push(raw.api_version.loc, "apiVersion", Problem::ApiVersion(raw.api_version.value.clone()));
+        c.p.push(
+            raw.api_version.loc,
+            "apiVersion",
+            Problem::ApiVersion(raw.api_version.value.clone()),
+        );
     }
     if raw.kind.value != "Policy" {
         c.p.push(
             raw.kind.loc,
             "kind",
-            Problem::Kind { expected: "Policy", found: raw.kind.value.clone() },
+            Problem::Kind {
+                expected: "Policy",
+                found: raw.kind.value.clone(),
+            },
         );
     }
     c.name(&raw.metadata.name, "metadata.name");
@@ -77,7 +88,11 @@ pub(crate) fn compile(
     }
     let guardrails = c.guardrails(raw.spec.guardrails.as_ref(), &targets);
     let arbiter = c.arbiter(raw.spec.arbiter.as_ref());
-    let approvals = c.approvals(raw.spec.approvals.as_deref().unwrap_or(&[]), &targets, &agent_policies);
+    let approvals = c.approvals(
+        raw.spec.approvals.as_deref().unwrap_or(&[]),
+        &targets,
+        &agent_policies,
+    );
 
     if !c.p.is_empty() {
         return Err(c.p.into_sorted());
@@ -85,7 +100,10 @@ pub(crate) fn compile(
     Ok(Policy {
         api_version: "conclave/v1",
         name: raw.metadata.name.value,
-        revision: raw.metadata.revision.unwrap_or_else(|| format!("sha-{:016x}", fnv1a(text.as_bytes()))),
+        revision: raw
+            .metadata
+            .revision
+            .unwrap_or_else(|| format!("sha-{:016x}", fnv1a(text.as_bytes()))),
         description: raw.metadata.description,
         labels: raw.metadata.labels.unwrap_or_default(),
         targets,
@@ -98,7 +116,9 @@ pub(crate) fn compile(
 
 /// FNV-1a: a stable digest for the default revision (not for security).
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 struct Compiler<'a> {
@@ -111,32 +131,54 @@ impl Compiler<'_> {
     fn unknown_agent(&self, found: &str) -> Problem {
         let mut known: Vec<&str> = self.agents.to_vec();
         known.sort_unstable();
-        let expected = known.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ");
-        Problem::UnknownAgent { found: found.to_string(), expected }
+        let expected = known
+            .iter()
+            .map(|a| format!("`{a}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Problem::UnknownAgent {
+            found: found.to_string(),
+            expected,
+        }
     }
 
     fn name(&mut self, name: &Located<String>, path: &str) {
         let n = &name.value;
         let ok = !n.is_empty()
             && n.len() <= 63
-            && n.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
+            && n.chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
         if !ok {
             self.p.push(name.loc, path, Problem::BadName(n.clone()));
         }
     }
 
-    fn targets(&mut self, raw: &Option<Vec<Located<super::raw::RawTarget>>>) -> BTreeMap<Target, TargetSpec> {
+    fn targets(
+        &mut self,
+        raw: &Option<Vec<Located<super::raw::RawTarget>>>,
+    ) -> BTreeMap<Target, TargetSpec> {
         let mut out = BTreeMap::new();
         for (i, t) in raw.iter().flatten().enumerate() {
             let path = format!("spec.targets[{i}].name");
             let name = &t.value.name;
             if name.value.is_empty() {
-                self.p.push(name.loc, &path, Problem::BadName(String::new()));
+                self.p
+                    .push(name.loc, &path, Problem::BadName(String::new()));
                 continue;
             }
-            let spec = TargetSpec { kind: t.value.kind, labels: t.value.labels.clone().unwrap_or_default() };
+            let spec = TargetSpec {
+                kind: t.value.kind,
+                labels: t.value.labels.clone().unwrap_or_default(),
+            };
             if out.insert(Target::new(name.value.clone()), spec).is_some() {
-                self.p.push(name.loc, &path, Problem::Duplicate { what: "target", name: name.value.clone() });
+                self.p.push(
+                    name.loc,
+                    &path,
+                    Problem::Duplicate {
+                        what: "target",
+                        name: name.value.clone(),
+                    },
+                );
             }
         }
         out
@@ -148,13 +190,19 @@ impl Compiler<'_> {
         path: &str,
         targets: &BTreeMap<Target, TargetSpec>,
     ) -> Selector {
-        let Some(raw) = raw else { return Selector::all() };
+        let Some(raw) = raw else {
+            return Selector::all();
+        };
         let s = &raw.value;
         let mut sel = Selector::default();
         for (i, n) in s.names.iter().flatten().enumerate() {
             let t = Target::new(n.value.clone());
             if !targets.contains_key(&t) {
-                self.p.push(n.loc, format!("{path}.names[{i}]"), Problem::UnknownTarget(n.value.clone()));
+                self.p.push(
+                    n.loc,
+                    format!("{path}.names[{i}]"),
+                    Problem::UnknownTarget(n.value.clone()),
+                );
             }
             sel.names.insert(t);
         }
@@ -165,7 +213,10 @@ impl Compiler<'_> {
                 Err(e) => self.p.push(
                     g.loc,
                     format!("{path}.globs[{i}]"),
-                    Problem::BadGlob { glob: g.value.clone(), message: e.kind().to_string() },
+                    Problem::BadGlob {
+                        glob: g.value.clone(),
+                        message: e.kind().to_string(),
+                    },
                 ),
             }
         }
@@ -178,15 +229,29 @@ impl Compiler<'_> {
         sel
     }
 
-    fn duration(&mut self, raw: &Located<String>, path: &str, range: (Duration, Duration), expected: &'static str) -> Option<Duration> {
+    fn duration(
+        &mut self,
+        raw: &Located<String>,
+        path: &str,
+        range: (Duration, Duration),
+        expected: &'static str,
+    ) -> Option<Duration> {
         match humantime::parse_duration(raw.value.trim()) {
             Ok(d) if d >= range.0 && d <= range.1 => Some(d),
             Ok(_) => {
-                self.p.push(raw.loc, path, Problem::DurationOutOfRange { expected, found: raw.value.clone() });
+                self.p.push(
+                    raw.loc,
+                    path,
+                    Problem::DurationOutOfRange {
+                        expected,
+                        found: raw.value.clone(),
+                    },
+                );
                 None
             }
             Err(_) => {
-                self.p.push(raw.loc, path, Problem::BadDuration(raw.value.clone()));
+                self.p
+                    .push(raw.loc, path, Problem::BadDuration(raw.value.clone()));
                 None
             }
         }
@@ -202,16 +267,30 @@ impl Compiler<'_> {
         }
     }
 
-    fn agent(&mut self, body: &Located<RawAgent>, path: &str, targets: &BTreeMap<Target, TargetSpec>) -> Option<AgentPolicy> {
+    fn agent(
+        &mut self,
+        body: &Located<RawAgent>,
+        path: &str,
+        targets: &BTreeMap<Target, TargetSpec>,
+    ) -> Option<AgentPolicy> {
         let a = &body.value;
         let selector = self.selector(a.targets.as_ref(), &format!("{path}.targets"), targets);
-        let model = a.model.as_ref().and_then(|m| self.model(m, &format!("{path}.model")));
-        let when = a.when.as_ref().and_then(|w| self.condition(w, &format!("{path}.when")));
+        let model = a
+            .model
+            .as_ref()
+            .and_then(|m| self.model(m, &format!("{path}.model")));
+        let when = a
+            .when
+            .as_ref()
+            .and_then(|w| self.condition(w, &format!("{path}.when")));
         if a.fallback.is_some() && a.model.is_none() {
             self.p.push(
                 body.loc,
                 format!("{path}.fallback"),
-                Problem::Contradiction("`fallback` is set but the agent has no `model`; it always runs its rule".into()),
+                Problem::Contradiction(
+                    "`fallback` is set but the agent has no `model`; it always runs its rule"
+                        .into(),
+                ),
             );
         }
         Some(AgentPolicy {
@@ -226,30 +305,66 @@ impl Compiler<'_> {
     fn model(&mut self, raw: &Located<RawModelRef>, path: &str) -> Option<ModelRef> {
         let m = &raw.value;
         if m.path.value.trim().is_empty() {
-            self.p.push(m.path.loc, format!("{path}.path"), Problem::ModelSignature("expected a path to an `.onnx` file, found an empty string".into()));
+            self.p.push(
+                m.path.loc,
+                format!("{path}.path"),
+                Problem::ModelSignature(
+                    "expected a path to an `.onnx` file, found an empty string".into(),
+                ),
+            );
         }
-        let tensors = |list: &Vec<Located<super::raw::RawTensor>>, which: &str, p: &mut Problems| {
-            if list.is_empty() {
-                p.push(raw.loc, format!("{path}.{which}"), Problem::ModelSignature(format!("expected at least one tensor in `{which}`, found none")));
-            }
-            let mut seen = BTreeSet::new();
-            list.iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    if !seen.insert(t.value.name.clone()) {
-                        p.push(t.loc, format!("{path}.{which}[{i}].name"), Problem::Duplicate { what: "tensor", name: t.value.name.clone() });
-                    }
-                    if t.value.shape.iter().any(|d| *d == 0 || *d < -1) {
-                        p.push(t.loc, format!("{path}.{which}[{i}].shape"), Problem::ModelSignature(format!("expected dimensions >= 1 or -1 (dynamic), found {:?}", t.value.shape)));
-                    }
-                    TensorSpec { name: t.value.name.clone(), elem_type: t.value.elem_type, shape: t.value.shape.clone() }
-                })
-                .collect::<Vec<_>>()
-        };
+        let tensors =
+            |list: &Vec<Located<super::raw::RawTensor>>, which: &str, p: &mut Problems| {
+                if list.is_empty() {
+                    p.push(
+                        raw.loc,
+                        format!("{path}.{which}"),
+                        Problem::ModelSignature(format!(
+                            "expected at least one tensor in `{which}`, found none"
+                        )),
+                    );
+                }
+                let mut seen = BTreeSet::new();
+                list.iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        if !seen.insert(t.value.name.clone()) {
+                            p.push(
+                                t.loc,
+                                format!("{path}.{which}[{i}].name"),
+                                Problem::Duplicate {
+                                    what: "tensor",
+                                    name: t.value.name.clone(),
+                                },
+                            );
+                        }
+                        if t.value.shape.iter().any(|d| *d == 0 || *d < -1) {
+                            p.push(
+                                t.loc,
+                                format!("{path}.{which}[{i}].shape"),
+                                Problem::ModelSignature(format!(
+                                    "expected dimensions >= 1 or -1 (dynamic), found {:?}",
+                                    t.value.shape
+                                )),
+                            );
+                        }
+                        TensorSpec {
+                            name: t.value.name.clone(),
+                            elem_type: t.value.elem_type,
+                            shape: t.value.shape.clone(),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            };
         let inputs = tensors(&m.inputs, "inputs", &mut self.p);
         let outputs = tensors(&m.outputs, "outputs", &mut self.p);
         let timeout = match &m.timeout {
-            Some(t) => self.duration(t, &format!("{path}.timeout"), (Duration::from_millis(1), Duration::from_secs(10)), "1ms..=10s")?,
+            Some(t) => self.duration(
+                t,
+                &format!("{path}.timeout"),
+                (Duration::from_millis(1), Duration::from_secs(10)),
+                "1ms..=10s",
+            )?,
             None => DEFAULT_MODEL_TIMEOUT,
         };
         let file = Path::new(&m.path.value);
@@ -257,42 +372,85 @@ impl Compiler<'_> {
             Some(dir) if file.is_relative() => dir.join(file),
             _ => file.to_path_buf(),
         };
-        Some(ModelRef { path: resolved, version: m.version.clone(), inputs, outputs, timeout })
+        Some(ModelRef {
+            path: resolved,
+            version: m.version.clone(),
+            inputs,
+            outputs,
+            timeout,
+        })
     }
 
     fn limits(&mut self, raw: &Located<RawLimits>, path: &str) -> LimitsPatch {
         let l = &raw.value;
-        let replicas = |v: &Option<Located<u32>>, name: &str, lo: u32, p: &mut Problems| -> Option<u32> {
-            let v = v.as_ref()?;
-            if v.value < lo || v.value > MAX_REPLICAS {
-                let expected = if lo == 0 { "an integer in 0..=100000" } else { "an integer in 1..=100000" };
-                p.push(v.loc, format!("{path}.{name}"), Problem::OutOfRange { expected, found: v.value.to_string() });
-                return None;
-            }
-            Some(v.value)
-        };
+        let replicas =
+            |v: &Option<Located<u32>>, name: &str, lo: u32, p: &mut Problems| -> Option<u32> {
+                let v = v.as_ref()?;
+                if v.value < lo || v.value > MAX_REPLICAS {
+                    let expected = if lo == 0 {
+                        "an integer in 0..=100000"
+                    } else {
+                        "an integer in 1..=100000"
+                    };
+                    p.push(
+                        v.loc,
+                        format!("{path}.{name}"),
+                        Problem::OutOfRange {
+                            expected,
+                            found: v.value.to_string(),
+                        },
+                    );
+                    return None;
+                }
+                Some(v.value)
+            };
         let min_replicas = replicas(&l.min_replicas, "min_replicas", 0, &mut self.p);
         let max_replicas = replicas(&l.max_replicas, "max_replicas", 1, &mut self.p);
         let max_step = replicas(&l.max_step, "max_step", 1, &mut self.p);
         if let (Some(min), Some(max)) = (min_replicas, max_replicas) {
             if min > max {
                 let loc = l.min_replicas.as_ref().map(|v| v.loc).unwrap_or(raw.loc);
-                self.p.push(loc, format!("{path}.min_replicas"), Problem::MinAboveMax { min, max });
+                self.p.push(
+                    loc,
+                    format!("{path}.min_replicas"),
+                    Problem::MinAboveMax { min, max },
+                );
             }
         }
         let day = Duration::from_secs(86_400);
-        let cooldown = l.cooldown.as_ref().and_then(|d| self.duration(d, &format!("{path}.cooldown"), (Duration::ZERO, day), "0s..=24h"));
-        let scale_down_stabilization = l
-            .scale_down_stabilization
-            .as_ref()
-            .and_then(|d| self.duration(d, &format!("{path}.scale_down_stabilization"), (Duration::ZERO, Duration::from_secs(3600)), "0s..=1h"));
-        let max_shed_fraction = l.max_shed_fraction.as_ref().and_then(|f| match Fraction::try_new(f.value) {
-            Ok(fr) => Some(fr),
-            Err(_) => {
-                self.p.push(f.loc, format!("{path}.max_shed_fraction"), Problem::OutOfRange { expected: "a number in 0.0..=1.0", found: f.value.to_string() });
-                None
-            }
+        let cooldown = l.cooldown.as_ref().and_then(|d| {
+            self.duration(
+                d,
+                &format!("{path}.cooldown"),
+                (Duration::ZERO, day),
+                "0s..=24h",
+            )
         });
+        let scale_down_stabilization = l.scale_down_stabilization.as_ref().and_then(|d| {
+            self.duration(
+                d,
+                &format!("{path}.scale_down_stabilization"),
+                (Duration::ZERO, Duration::from_secs(3600)),
+                "0s..=1h",
+            )
+        });
+        let max_shed_fraction = l
+            .max_shed_fraction
+            .as_ref()
+            .and_then(|f| match Fraction::try_new(f.value) {
+                Ok(fr) => Some(fr),
+                Err(_) => {
+                    self.p.push(
+                        f.loc,
+                        format!("{path}.max_shed_fraction"),
+                        Problem::OutOfRange {
+                            expected: "a number in 0.0..=1.0",
+                            found: f.value.to_string(),
+                        },
+                    );
+                    None
+                }
+            });
         LimitsPatch {
             min_replicas,
             max_replicas,
@@ -304,17 +462,35 @@ impl Compiler<'_> {
         }
     }
 
-    fn guardrails(&mut self, raw: Option<&RawGuardrails>, targets: &BTreeMap<Target, TargetSpec>) -> Guardrails {
+    fn guardrails(
+        &mut self,
+        raw: Option<&RawGuardrails>,
+        targets: &BTreeMap<Target, TargetSpec>,
+    ) -> Guardrails {
         let base = default_limits();
         let Some(g) = raw else {
-            return Guardrails { defaults: base, per_target: Vec::new(), fleet_replica_budget: None, max_actions_per_hour: None };
+            return Guardrails {
+                defaults: base,
+                per_target: Vec::new(),
+                fleet_replica_budget: None,
+                max_actions_per_hour: None,
+            };
         };
         let defaults = match &g.defaults {
             Some(d) => {
                 let patch = self.limits(d, "spec.guardrails.defaults");
                 let eff = base.patched(&patch);
-                if eff.min_replicas > eff.max_replicas && !(patch.min_replicas.is_some() && patch.max_replicas.is_some()) {
-                    self.p.push(d.loc, "spec.guardrails.defaults", Problem::MinAboveMax { min: eff.min_replicas, max: eff.max_replicas });
+                if eff.min_replicas > eff.max_replicas
+                    && !(patch.min_replicas.is_some() && patch.max_replicas.is_some())
+                {
+                    self.p.push(
+                        d.loc,
+                        "spec.guardrails.defaults",
+                        Problem::MinAboveMax {
+                            min: eff.min_replicas,
+                            max: eff.max_replicas,
+                        },
+                    );
                 }
                 eff
             }
@@ -327,27 +503,69 @@ impl Compiler<'_> {
             let limits = self.limits(&t.value.limits, &format!("{path}.limits"));
             per_target.push(TargetLimits { select, limits });
         }
-        let mut gr = Guardrails { defaults, per_target, fleet_replica_budget: None, max_actions_per_hour: None };
+        let mut gr = Guardrails {
+            defaults,
+            per_target,
+            fleet_replica_budget: None,
+            max_actions_per_hour: None,
+        };
         // Each declared target's effective limits must be consistent, not only each block.
         for (t, spec) in targets {
             let eff = gr.limits_for(t, Some(spec));
             if eff.min_replicas > eff.max_replicas {
-                let loc = g.per_target.iter().flatten().map(|p| p.loc).next().unwrap_or_default();
-                self.p.push(loc, format!("spec.guardrails (target `{t}`)"), Problem::MinAboveMax { min: eff.min_replicas, max: eff.max_replicas });
+                let loc = g
+                    .per_target
+                    .iter()
+                    .flatten()
+                    .map(|p| p.loc)
+                    .next()
+                    .unwrap_or_default();
+                self.p.push(
+                    loc,
+                    format!("spec.guardrails (target `{t}`)"),
+                    Problem::MinAboveMax {
+                        min: eff.min_replicas,
+                        max: eff.max_replicas,
+                    },
+                );
             }
         }
         if let Some(b) = &g.fleet_replica_budget {
-            let minimums: u64 = targets.iter().map(|(t, spec)| u64::from(gr.limits_for(t, Some(spec)).min_replicas)).sum();
+            let minimums: u64 = targets
+                .iter()
+                .map(|(t, spec)| u64::from(gr.limits_for(t, Some(spec)).min_replicas))
+                .sum();
             if b.value == 0 {
-                self.p.push(b.loc, "spec.guardrails.fleet_replica_budget", Problem::OutOfRange { expected: "an integer >= 1", found: "0".into() });
+                self.p.push(
+                    b.loc,
+                    "spec.guardrails.fleet_replica_budget",
+                    Problem::OutOfRange {
+                        expected: "an integer >= 1",
+                        found: "0".into(),
+                    },
+                );
             } else if u64::from(b.value) < minimums {
-                self.p.push(b.loc, "spec.guardrails.fleet_replica_budget", Problem::BudgetBelowMinimums { budget: b.value, minimums });
+                self.p.push(
+                    b.loc,
+                    "spec.guardrails.fleet_replica_budget",
+                    Problem::BudgetBelowMinimums {
+                        budget: b.value,
+                        minimums,
+                    },
+                );
             }
             gr.fleet_replica_budget = Some(b.value);
         }
         if let Some(a) = &g.max_actions_per_hour {
             if a.value == 0 {
-                self.p.push(a.loc, "spec.guardrails.max_actions_per_hour", Problem::OutOfRange { expected: "an integer >= 1", found: "0".into() });
+                self.p.push(
+                    a.loc,
+                    "spec.guardrails.max_actions_per_hour",
+                    Problem::OutOfRange {
+                        expected: "an integer >= 1",
+                        found: "0".into(),
+                    },
+                );
             }
             gr.max_actions_per_hour = Some(a.value);
         }
@@ -365,7 +583,12 @@ impl Compiler<'_> {
         };
         let Some(a) = raw else { return out };
         if let Some(w) = &a.window {
-            if let Some(d) = self.duration(w, "spec.arbiter.window", (Duration::from_millis(100), Duration::from_secs(3600)), "100ms..=1h") {
+            if let Some(d) = self.duration(
+                w,
+                "spec.arbiter.window",
+                (Duration::from_millis(100), Duration::from_secs(3600)),
+                "100ms..=1h",
+            ) {
                 out.window = d;
             }
         }
@@ -374,26 +597,50 @@ impl Compiler<'_> {
             for (i, agent) in list.iter().enumerate() {
                 let path = format!("spec.arbiter.priorities[{i}]");
                 if !self.agents.contains(&agent.value.as_str()) {
-                    self.p.push(agent.loc, &path, self.unknown_agent(&agent.value));
+                    self.p
+                        .push(agent.loc, &path, self.unknown_agent(&agent.value));
                 } else if order.contains(&agent.value) {
-                    self.p.push(agent.loc, &path, Problem::Duplicate { what: "agent", name: agent.value.clone() });
+                    self.p.push(
+                        agent.loc,
+                        &path,
+                        Problem::Duplicate {
+                            what: "agent",
+                            name: agent.value.clone(),
+                        },
+                    );
                 } else {
                     order.push(agent.value.clone());
                 }
             }
-            order.extend(known.into_iter().filter(|a| !order.contains(a)).collect::<Vec<_>>());
+            order.extend(
+                known
+                    .into_iter()
+                    .filter(|a| !order.contains(a))
+                    .collect::<Vec<_>>(),
+            );
             out.priorities = order;
         }
         if let Some(c) = &a.conflicts {
             out.strategy = c.strategy.unwrap_or(ConflictStrategy::SaferWins);
             if let Some(order) = &c.safety_order {
                 let unique: BTreeSet<_> = order.value.iter().collect();
-                if unique.len() != order.value.len() || order.value.len() != SafetyClass::DEFAULT_ORDER.len() {
-                    let fmt = |v: &[SafetyClass]| v.iter().map(|c| format!("`{}`", c.as_str())).collect::<Vec<_>>().join(", ");
-                    self.p.push(order.loc, "spec.arbiter.conflicts.safety_order", Problem::SafetyOrder {
-                        expected: fmt(&SafetyClass::DEFAULT_ORDER),
-                        found: format!("[{}]", fmt(&order.value)),
-                    });
+                if unique.len() != order.value.len()
+                    || order.value.len() != SafetyClass::DEFAULT_ORDER.len()
+                {
+                    let fmt = |v: &[SafetyClass]| {
+                        v.iter()
+                            .map(|c| format!("`{}`", c.as_str()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    self.p.push(
+                        order.loc,
+                        "spec.arbiter.conflicts.safety_order",
+                        Problem::SafetyOrder {
+                            expected: fmt(&SafetyClass::DEFAULT_ORDER),
+                            found: format!("[{}]", fmt(&order.value)),
+                        },
+                    );
                 } else {
                     out.safety_order = order.value.clone();
                 }
@@ -415,7 +662,14 @@ impl Compiler<'_> {
             let path = format!("spec.approvals[{i}]");
             self.name(&a.name, &format!("{path}.name"));
             if !names.insert(a.name.value.clone()) {
-                self.p.push(a.name.loc, format!("{path}.name"), Problem::Duplicate { what: "approval rule", name: a.name.value.clone() });
+                self.p.push(
+                    a.name.loc,
+                    format!("{path}.name"),
+                    Problem::Duplicate {
+                        what: "approval rule",
+                        name: a.name.value.clone(),
+                    },
+                );
             }
             let mut rule_agents = None;
             if let Some(list) = &a.agents {
@@ -435,17 +689,37 @@ impl Compiler<'_> {
                 Some(s) => self.selector(Some(s), &format!("{path}.select"), targets),
                 None => Selector::all(),
             };
-            let when = a.when.as_ref().and_then(|w| self.condition(w, &format!("{path}.when")));
+            let when = a
+                .when
+                .as_ref()
+                .and_then(|w| self.condition(w, &format!("{path}.when")));
             let timeout = self
-                .duration(&a.timeout, &format!("{path}.timeout"), (Duration::from_secs(1), Duration::from_secs(7 * 86_400)), "1s..=7d")
+                .duration(
+                    &a.timeout,
+                    &format!("{path}.timeout"),
+                    (Duration::from_secs(1), Duration::from_secs(7 * 86_400)),
+                    "1s..=7d",
+                )
                 .unwrap_or(Duration::from_secs(1));
             let roles: BTreeSet<Role> = a.approvers.roles.iter().flatten().copied().collect();
             let users: BTreeSet<String> = a.approvers.users.iter().flatten().cloned().collect();
             if roles.is_empty() && users.is_empty() {
-                self.p.push(r.loc, format!("{path}.approvers"), Problem::Contradiction("expected at least one role or user who may approve, found none".into()));
+                self.p.push(
+                    r.loc,
+                    format!("{path}.approvers"),
+                    Problem::Contradiction(
+                        "expected at least one role or user who may approve, found none".into(),
+                    ),
+                );
             }
             if roles.contains(&Role::Viewer) {
-                self.p.push(r.loc, format!("{path}.approvers.roles"), Problem::Contradiction("role `viewer` may not approve; use `operator` or `admin`".into()));
+                self.p.push(
+                    r.loc,
+                    format!("{path}.approvers.roles"),
+                    Problem::Contradiction(
+                        "role `viewer` may not approve; use `operator` or `admin`".into(),
+                    ),
+                );
             }
             out.push(ApprovalRule {
                 name: a.name.value.clone(),
@@ -461,4 +735,3 @@ impl Compiler<'_> {
         out
     }
 }
-

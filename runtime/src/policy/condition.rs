@@ -70,7 +70,9 @@ impl Condition {
             let first = e.errors.first();
             ConditionCompileError::Syntax {
                 expr: source.to_string(),
-                message: first.map(|p| p.msg.clone()).unwrap_or_else(|| e.to_string()),
+                message: first
+                    .map(|p| p.msg.clone())
+                    .unwrap_or_else(|| e.to_string()),
                 column: first.map(|p| p.pos.1 + 1).unwrap_or(0),
             }
         })?;
@@ -83,7 +85,10 @@ impl Condition {
                 name: bad.to_string(),
             });
         }
-        Ok(Condition { source: source.to_string(), program: Arc::new(program) })
+        Ok(Condition {
+            source: source.to_string(),
+            program: Arc::new(program),
+        })
     }
 
     /// The expression as written.
@@ -135,7 +140,10 @@ mod tests {
         let c = Condition::compile("proposal.replicas - target.replicas > 10").expect("compiles");
         let proposal = cel::to_value(serde_json::json!({"replicas": 30})).expect("value");
         let target = cel::to_value(serde_json::json!({"replicas": 4})).expect("value");
-        assert_eq!(c.eval(&[("proposal", proposal), ("target", target)]), Ok(true));
+        assert_eq!(
+            c.eval(&[("proposal", proposal), ("target", target)]),
+            Ok(true)
+        );
     }
 
     #[test]
@@ -150,13 +158,19 @@ mod tests {
     #[test]
     fn syntax_error_names_the_column() {
         let err = Condition::compile("proposal.replicas >").expect_err("incomplete");
-        assert!(matches!(err, ConditionCompileError::Syntax { .. }), "{err:?}");
+        assert!(
+            matches!(err, ConditionCompileError::Syntax { .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn non_bool_result_is_an_eval_error() {
         let c = Condition::compile("proposal.replicas").expect("compiles");
         let proposal = cel::to_value(serde_json::json!({"replicas": 3})).expect("value");
-        assert!(matches!(c.eval(&[("proposal", proposal)]), Err(ConditionEvalError::NotBool { .. })));
+        assert!(matches!(
+            c.eval(&[("proposal", proposal)]),
+            Err(ConditionEvalError::NotBool { .. })
+        ));
     }
 }

@@ -26,7 +26,9 @@ pub enum Problem {
         found: String,
     },
     /// A name does not match the naming rule.
-    #[error("expected a name of lowercase letters, digits and `-` (1 to 63 characters), found `{0}`")]
+    #[error(
+        "expected a name of lowercase letters, digits and `-` (1 to 63 characters), found `{0}`"
+    )]
     BadName(String),
     /// An agent key is not a known agent.
     #[error("unknown agent `{found}`, expected one of {expected}")]
@@ -91,7 +93,9 @@ pub enum Problem {
         message: String,
     },
     /// A selector with nothing in it.
-    #[error("selector is empty; give `names`, `labels` or `globs`, or omit it to select every target")]
+    #[error(
+        "selector is empty; give `names`, `labels` or `globs`, or omit it to select every target"
+    )]
     EmptySelector,
     /// A CEL condition does not compile.
     #[error("{0}")]
@@ -149,7 +153,10 @@ pub(crate) struct Problems {
 
 impl Problems {
     pub(crate) fn new(file: &str) -> Self {
-        Problems { file: file.to_string(), errors: Vec::new() }
+        Problems {
+            file: file.to_string(),
+            errors: Vec::new(),
+        }
     }
 
     pub(crate) fn push(&mut self, loc: Loc, path: impl Into<String>, problem: Problem) {
@@ -167,7 +174,8 @@ impl Problems {
 
     /// The problems, sorted by position so output follows the file.
     pub(crate) fn into_sorted(mut self) -> Vec<PolicyError> {
-        self.errors.sort_by(|a, b| a.loc.cmp(&b.loc).then_with(|| a.path.cmp(&b.path)));
+        self.errors
+            .sort_by(|a, b| a.loc.cmp(&b.loc).then_with(|| a.path.cmp(&b.path)));
         self.errors
     }
 }
@@ -177,7 +185,10 @@ impl Problems {
 pub(crate) fn from_yaml_error(file: &str, text: &str, e: &serde_saphyr::Error) -> PolicyError {
     let loc = e
         .location()
-        .map(|l| Loc { line: l.line(), column: l.column() })
+        .map(|l| Loc {
+            line: l.line(),
+            column: l.column(),
+        })
         .unwrap_or_default();
     let mut message = e.without_snippet().to_string();
     if loc.is_known() {
@@ -197,13 +208,24 @@ pub(crate) fn from_yaml_error(file: &str, text: &str, e: &serde_saphyr::Error) -
         };
         message = format!("expected {expected}, found `{}`", scalar_at(text, loc));
     }
-    PolicyError { file: file.to_string(), loc, path: String::new(), problem: Problem::Yaml(message) }
+    PolicyError {
+        file: file.to_string(),
+        loc,
+        path: String::new(),
+        problem: Problem::Yaml(message),
+    }
 }
 
 /// The plain scalar that starts at `loc` in `text` (up to a flow delimiter or comment).
 fn scalar_at(text: &str, loc: Loc) -> String {
-    let line = text.lines().nth(usize::try_from(loc.line.saturating_sub(1)).unwrap_or(usize::MAX)).unwrap_or("");
-    let rest: String = line.chars().skip(usize::try_from(loc.column.saturating_sub(1)).unwrap_or(0)).collect();
+    let line = text
+        .lines()
+        .nth(usize::try_from(loc.line.saturating_sub(1)).unwrap_or(usize::MAX))
+        .unwrap_or("");
+    let rest: String = line
+        .chars()
+        .skip(usize::try_from(loc.column.saturating_sub(1)).unwrap_or(0))
+        .collect();
     let end = rest.find([',', '}', ']', '#']).unwrap_or(rest.len());
     rest[..end].trim().to_string()
 }

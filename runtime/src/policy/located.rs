@@ -44,7 +44,10 @@ pub struct Located<T> {
 impl<T> Located<T> {
     /// A value at an unknown location (for values built in code, not read from YAML).
     pub fn unlocated(value: T) -> Self {
-        Located { value, loc: Loc::default() }
+        Located {
+            value,
+            loc: Loc::default(),
+        }
     }
 }
 
@@ -53,7 +56,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
         let spanned = serde_saphyr::Spanned::<T>::deserialize(d)?;
         Ok(Located {
             value: spanned.value,
-            loc: Loc { line: spanned.referenced.line(), column: spanned.referenced.column() },
+            loc: Loc {
+                line: spanned.referenced.line(),
+                column: spanned.referenced.column(),
+            },
         })
     }
 }

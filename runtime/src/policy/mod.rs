@@ -32,7 +32,10 @@ pub const MAX_POLICY_BYTES: usize = 1 << 20;
 ///
 /// # Errors
 /// One [`PolicyError`] for malformed YAML or a document of the wrong shape.
-pub fn parse_yaml<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, PolicyError> {
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, PolicyError> {
     if text.len() > MAX_POLICY_BYTES {
         return Err(PolicyError {
             file: file.to_string(),
@@ -85,7 +88,10 @@ pub fn json_schema(agents: &[&str]) -> serde_json::Value {
         .pointer_mut("/$defs/RawSpec/properties/agents")
         .and_then(|v| v.as_object_mut())
     {
-        spec_agents.insert("propertyNames".into(), serde_json::json!({ "enum": agents }));
+        spec_agents.insert(
+            "propertyNames".into(),
+            serde_json::json!({ "enum": agents }),
+        );
     }
     value
 }
@@ -104,7 +110,9 @@ mod tests {
 
     /// A billion-laughs document: 9^9 strings if aliases were expanded without limit.
     fn alias_bomb() -> String {
-        let mut s = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        let mut s = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
         let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
         for w in names.windows(2) {
             let refs = vec![format!("*{}", w[0]); 9].join(",");
@@ -115,16 +123,26 @@ mod tests {
 
     #[test]
     fn alias_bomb_is_refused_by_the_budget_even_into_an_untyped_value() {
-        let err = parse_yaml::<serde_json::Value>("bomb.yaml", &alias_bomb()).expect_err("budget must stop it");
+        let err = parse_yaml::<serde_json::Value>("bomb.yaml", &alias_bomb())
+            .expect_err("budget must stop it");
         let text = err.to_string();
         assert!(text.starts_with("bomb.yaml"), "{text}");
-        assert!(text.to_lowercase().contains("budget") || text.contains("alias"), "{text}");
+        assert!(
+            text.to_lowercase().contains("budget") || text.contains("alias"),
+            "{text}"
+        );
     }
 
     #[test]
     fn oversized_file_is_refused_before_parsing() {
         let big = "#".repeat(MAX_POLICY_BYTES + 1);
         let err = parse_yaml::<serde_json::Value>("big.yaml", &big).expect_err("too big");
-        assert_eq!(err.to_string(), format!("big.yaml: expected a file of at most 1 MiB, found `{} bytes`", MAX_POLICY_BYTES + 1));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "big.yaml: expected a file of at most 1 MiB, found `{} bytes`",
+                MAX_POLICY_BYTES + 1
+            )
+        );
     }
 }

@@ -131,7 +131,9 @@ impl SafetyClass {
             },
             Action::Route { .. } => SafetyClass::Route,
             Action::Shed { .. } => SafetyClass::Shed,
-            Action::Breaker { state: BreakerState::Closed } => SafetyClass::BreakerClose,
+            Action::Breaker {
+                state: BreakerState::Closed,
+            } => SafetyClass::BreakerClose,
             Action::Breaker { .. } => SafetyClass::BreakerOpen,
             Action::Quarantine { .. } => SafetyClass::Quarantine,
             Action::Alert { .. } => return None,
@@ -294,9 +296,15 @@ pub struct LimitsPatch {
     pub(crate) max_replicas: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_step: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_duration")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_duration"
+    )]
     pub(crate) cooldown: Option<Duration>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_duration")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_duration"
+    )]
     pub(crate) scale_down_stabilization: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_shed_fraction: Option<Fraction>,

@@ -21,7 +21,10 @@ pub struct Selector {
 impl Selector {
     /// A selector that matches every target.
     pub fn all() -> Self {
-        Selector { all: true, ..Selector::default() }
+        Selector {
+            all: true,
+            ..Selector::default()
+        }
     }
 
     pub(crate) fn glob(pattern: &str) -> Result<(String, GlobMatcher), globset::Error> {

@@ -54,17 +54,43 @@ pub struct FileReport {
 pub fn run_file(path: &Path, agents: &[&str]) -> Result<FileReport, Vec<PolicyError>> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![PolicyError { file: file.clone(), loc: Loc::default(), path: String::new(), problem: Problem::Read(e.to_string()) }]
+        vec![PolicyError {
+            file: file.clone(),
+            loc: Loc::default(),
+            path: String::new(),
+            problem: Problem::Read(e.to_string()),
+        }]
     })?;
     let raw: RawPolicyTest = policy::parse_yaml(&file, &text).map_err(|e| vec![e])?;
-    let err = |loc: Loc, path: &str, problem: Problem| vec![PolicyError { file: file.clone(), loc, path: path.to_string(), problem }];
+    let err = |loc: Loc, path: &str, problem: Problem| {
+        vec![PolicyError {
+            file: file.clone(),
+            loc,
+            path: path.to_string(),
+            problem,
+        }]
+    };
     if raw.api_version.value != "conclave/v1" {
-        return Err(err(raw.api_version.loc, "apiVersion", Problem::ApiVersion(raw.api_version.value.clone())));
+        return Err(err(
+            raw.api_version.loc,
+            "apiVersion",
+            Problem::ApiVersion(raw.api_version.value.clone()),
+        ));
     }
     if raw.kind.value != "PolicyTest" {
-        return Err(err(raw.kind.loc, "kind", Problem::Kind { expected: "PolicyTest", found: raw.kind.value.clone() }));
+        return Err(err(
+            raw.kind.loc,
+            "kind",
+            Problem::Kind {
+                expected: "PolicyTest",
+                found: raw.kind.value.clone(),
+            },
+        ));
     }
-    let policy_path = path.parent().unwrap_or(Path::new(".")).join(&raw.policy.value);
+    let policy_path = path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&raw.policy.value);
     let policy = Arc::new(policy::load(&policy_path, agents)?);
     let mut results = Vec::new();
     for test in raw.tests {
@@ -76,28 +102,55 @@ pub fn run_file(path: &Path, agents: &[&str]) -> Result<FileReport, Vec<PolicyEr
             now = step_time(&file, i, step, now)?;
             failures.extend(run_step(&arbiter, &mut state, now, i + 1, &step.value));
         }
-        results.push(TestResult { name: test.name, failures });
+        results.push(TestResult {
+            name: test.name,
+            failures,
+        });
     }
-    Ok(FileReport { file, policy: policy_path.display().to_string(), results })
+    Ok(FileReport {
+        file,
+        policy: policy_path.display().to_string(),
+        results,
+    })
 }
 
-fn step_time(file: &str, i: usize, step: &Located<RawStep>, prev: Timestamp) -> Result<Timestamp, Vec<PolicyError>> {
+fn step_time(
+    file: &str,
+    i: usize,
+    step: &Located<RawStep>,
+    prev: Timestamp,
+) -> Result<Timestamp, Vec<PolicyError>> {
     let s = &step.value;
-    let problem = |loc, p| vec![PolicyError { file: file.to_string(), loc, path: format!("steps[{i}]"), problem: p }];
+    let problem = |loc, p| {
+        vec![PolicyError {
+            file: file.to_string(),
+            loc,
+            path: format!("steps[{i}]"),
+            problem: p,
+        }]
+    };
     match (s.at, &s.after) {
         (Some(at), None) => Ok(at),
         (None, Some(after)) if i > 0 => humantime::parse_duration(&after.value)
-            .map(|d| prev.add(d))
+            .map(|d| prev.plus(d))
             .map_err(|_| problem(after.loc, Problem::BadDuration(after.value.clone()))),
-        (None, None) if i > 0 => Ok(prev.add(Duration::from_secs(15))),
+        (None, None) if i > 0 => Ok(prev.plus(Duration::from_secs(15))),
         _ => Err(problem(
             step.loc,
-            Problem::Contradiction("give exactly one of `at` or `after` (the first step needs `at`)".into()),
+            Problem::Contradiction(
+                "give exactly one of `at` or `after` (the first step needs `at`)".into(),
+            ),
         )),
     }
 }
 
-fn run_step(arbiter: &Arbiter, state: &mut ArbiterState, now: Timestamp, n: usize, step: &RawStep) -> Vec<String> {
+fn run_step(
+    arbiter: &Arbiter,
+    state: &mut ArbiterState,
+    now: Timestamp,
+    n: usize,
+    step: &RawStep,
+) -> Vec<String> {
     let mut failures = Vec::new();
     for (t, r) in step.replicas.iter().flatten() {
         state.observe_replicas(Target::new(t.clone()), *r);
@@ -108,7 +161,10 @@ fn run_step(arbiter: &Arbiter, state: &mut ArbiterState, now: Timestamp, n: usiz
         let o = Override {
             id: o.id.clone().unwrap_or_else(|| format!("o{n}-{}", k + 1)),
             kind: o.kind.clone(),
-            by: o.by.clone().unwrap_or(Actor { name: "tester".into(), role: Role::Operator }),
+            by: o.by.clone().unwrap_or(Actor {
+                name: "tester".into(),
+                role: Role::Operator,
+            }),
             reason: o.reason.clone().unwrap_or_else(|| "policy test".into()),
             at: now,
             until: o.until,
@@ -123,11 +179,16 @@ fn run_step(arbiter: &Arbiter, state: &mut ArbiterState, now: Timestamp, n: usiz
         .iter()
         .flatten()
         .map(|p| Proposal {
-            id: p.id.clone().unwrap_or_else(|| format!("{}-{}-{n}", p.agent, p.target)),
+            id: p
+                .id
+                .clone()
+                .unwrap_or_else(|| format!("{}-{}-{n}", p.agent, p.target)),
             agent: p.agent.clone(),
             target: Target::new(p.target.clone()),
             action: p.action.clone(),
-            confidence: p.confidence.unwrap_or(Confidence::try_new(0.9).unwrap_or(Confidence::ONE)),
+            confidence: p
+                .confidence
+                .unwrap_or(Confidence::try_new(0.9).unwrap_or(Confidence::ONE)),
             rationale: Vec::new(),
             model: p.model.clone(),
             fallback: p.fallback.clone(),
@@ -139,9 +200,14 @@ fn run_step(arbiter: &Arbiter, state: &mut ArbiterState, now: Timestamp, n: usiz
 
     let expected_errors = step.expect_errors.clone().unwrap_or_default();
     if errors.len() != expected_errors.len()
-        || !errors.iter().zip(&expected_errors).all(|(e, want)| e.contains(want.as_str()))
+        || !errors
+            .iter()
+            .zip(&expected_errors)
+            .all(|(e, want)| e.contains(want.as_str()))
     {
-        failures.push(format!("step {n}: override errors {errors:?}, expected {expected_errors:?}"));
+        failures.push(format!(
+            "step {n}: override errors {errors:?}, expected {expected_errors:?}"
+        ));
     }
 
     let mut unmatched: Vec<Decision> = decisions;
@@ -160,7 +226,10 @@ fn run_step(arbiter: &Arbiter, state: &mut ArbiterState, now: Timestamp, n: usiz
         };
         let d = unmatched.remove(pos);
         if let Some(diff) = compare(e, &d) {
-            failures.push(format!("step {n} (line {}): decision `{}`: {diff}", exp.loc.line, d.id));
+            failures.push(format!(
+                "step {n} (line {}): decision `{}`: {diff}",
+                exp.loc.line, d.id
+            ));
         }
     }
     if step.expect.is_some() {
@@ -179,16 +248,26 @@ fn run_step(arbiter: &Arbiter, state: &mut ArbiterState, now: Timestamp, n: usiz
 }
 
 fn codes(c: &[crate::decision::ReasonCode]) -> String {
-    format!("[{}]", c.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "))
+    format!(
+        "[{}]",
+        c.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+    )
 }
 
 fn compare(e: &RawExpect, d: &Decision) -> Option<String> {
     let mut diffs = Vec::new();
     if d.target.as_str() != e.target || d.agent != e.agent {
-        diffs.push(format!("expected {} by {}, found {} by {}", e.target, e.agent, d.target, d.agent));
+        diffs.push(format!(
+            "expected {} by {}, found {} by {}",
+            e.target, e.agent, d.target, d.agent
+        ));
     }
     if d.outcome.name() != e.outcome.as_str() {
-        diffs.push(format!("expected outcome {}, found {}", e.outcome.as_str(), d.outcome));
+        diffs.push(format!(
+            "expected outcome {}, found {}",
+            e.outcome.as_str(),
+            d.outcome
+        ));
     }
     if let Some(w) = e.would {
         let found = match &d.outcome {
@@ -201,14 +280,25 @@ fn compare(e: &RawExpect, d: &Decision) -> Option<String> {
     }
     if let Some(a) = &e.action {
         if &d.action != a {
-            let show = |a: &Option<crate::action::Action>| a.as_ref().map_or("none".to_string(), |a| a.to_string());
-            diffs.push(format!("expected action {}, found {}", show(a), show(&d.action)));
+            let show = |a: &Option<crate::action::Action>| {
+                a.as_ref().map_or("none".to_string(), |a| a.to_string())
+            };
+            diffs.push(format!(
+                "expected action {}, found {}",
+                show(a),
+                show(&d.action)
+            ));
         }
     }
     if let Some(r) = &e.reasons {
         if &d.reason_codes() != r {
             let mut s = String::new();
-            let _ = write!(s, "expected reasons {}, found {}", codes(r), codes(&d.reason_codes()));
+            let _ = write!(
+                s,
+                "expected reasons {}, found {}",
+                codes(r),
+                codes(&d.reason_codes())
+            );
             for reason in &d.reasons {
                 let _ = write!(s, "\n      [{}] {}", reason.code.as_str(), reason.message);
             }

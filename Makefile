@@ -1,0 +1,45 @@
+# Conclave: the two commands a new machine needs are `make demo` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+BIN := target/debug/conclave
+
+.PHONY: demo test build lint test-rust test-policies test-pulsar fuzz schema clean
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+## The main job: validate and test the shipped policies, then the scripted arbiter demo.
+demo: build
+	$(BIN) policy validate policies/*.yaml
+	$(BIN) policy test policies/tests
+	$(BIN) demo --policy policies/ecommerce.yaml --audit target/demo/audit.jsonl
+
+## Every test: Rust unit, property and system tests, policy tests, lints, the Pulsar smoke.
+test: lint test-rust test-policies test-pulsar
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test-rust:
+	$(CARGO) test --workspace
+
+test-policies: build
+	$(BIN) policy validate policies/*.yaml
+	$(BIN) policy test policies/tests
+
+## A real Apache Pulsar standalone from Maven Central: start, create topics, round-trip a
+## message, restart, stop. Skipped only when CONCLAVE_SKIP_PULSAR=1.
+test-pulsar:
+	@if [ "$${CONCLAVE_SKIP_PULSAR:-0}" = 1 ]; then echo "pulsar smoke skipped (CONCLAVE_SKIP_PULSAR=1)"; else deploy/pulsar/smoke.sh; fi
+
+## Regenerate the committed JSON Schema of policies.
+schema: build
+	$(BIN) policy schema > policies/schema.json
+
+## Fuzz the policy parser for FUZZ_SECONDS (needs nightly and cargo-fuzz).
+fuzz:
+	cd fuzz && cargo +nightly fuzz run policy_parser -- -max_total_time=$${FUZZ_SECONDS:-60}
+
+clean:
+	$(CARGO) clean
