@@ -31,7 +31,10 @@ test-policies: build
 ## A real Apache Pulsar standalone from Maven Central: start, create topics, round-trip a
 ## message, restart, stop. Skipped only when CONCLAVE_SKIP_PULSAR=1.
 test-pulsar:
-	@if [ "$${CONCLAVE_SKIP_PULSAR:-0}" = 1 ]; then echo "pulsar smoke skipped (CONCLAVE_SKIP_PULSAR=1)"; else deploy/pulsar/smoke.sh; fi
+	@if [ "$${CONCLAVE_SKIP_PULSAR:-0}" = 1 ]; then echo "pulsar smoke skipped (CONCLAVE_SKIP_PULSAR=1)"; exit 0; fi; \
+	trap 'deploy/pulsar/pulsar.sh stop' EXIT; \
+	deploy/pulsar/pulsar.sh start && deploy/pulsar/pulsar.sh setup-topics && \
+	deploy/pulsar/pulsar.sh smoke && deploy/pulsar/pulsar.sh restart && deploy/pulsar/pulsar.sh smoke
 
 ## Regenerate the committed JSON Schema of policies.
 schema: build

@@ -1,8 +1,8 @@
 // Conclave: smoke test for the local Pulsar standalone broker.
 //
-// Run by `deploy/pulsar/pulsar.sh smoke` as a single-file Java program
-// (java -cp "<pulsar lib>/*" PulsarSmoke.java SERVICE_URL TOPIC), using the
-// Java client that comes with the broker's own jars. It subscribes with a
+// Run by `deploy/pulsar/pulsar.sh smoke [TOPIC]` (compiled into the jar cache,
+// run as: java -cp "<classes>:<pulsar lib>/*" PulsarSmoke SERVICE_URL TOPIC [COUNT]),
+// using the Java client that comes with the broker's own jars. It subscribes with a
 // Key_Shared subscription, produces keyed messages over the binary protocol,
 // receives and acknowledges every one, then removes its subscription.
 import java.nio.charset.StandardCharsets;

@@ -3,7 +3,16 @@
 # Docker and without a Pulsar tarball: the broker's jars are resolved from the
 # Maven package registry (deploy/pulsar/pom.xml) and started with plain `java`.
 #
-# Usage: deploy/pulsar/pulsar.sh {install|start|stop|restart|status|setup-topics|smoke|logs}
+# Usage: deploy/pulsar/pulsar.sh COMMAND
+#   install       resolve the broker jars with Maven into the cache (once)
+#   start         install if needed, start in the background, wait until healthy
+#   stop          graceful stop (admin API, then SIGTERM, SIGKILL after a timeout)
+#   restart       stop then start; data (topics, backlogs, cursors) is kept
+#   status        exit 0 running+healthy, 1 running but unhealthy, 3 not running
+#   setup-topics  create tenant conclave, namespaces and the Conclave topics
+#   smoke [TOPIC] produce+consume 10 keyed messages (Key_Shared) over port 6650
+#   logs          print the log directory and files
+#   wipe          delete all broker data (only when stopped)
 #
 # Environment (all optional):
 #   CONCLAVE_CACHE                 jar cache root        (default: $HOME/.cache/conclave)
@@ -20,7 +29,8 @@
 #   CONCLAVE_MAVEN_REPO            Maven local repository (default: Maven's own, ~/.m2/repository)
 #   CONCLAVE_PULSAR_LOG_LEVEL      broker root log level (default: info)
 #
-# Requires: bash, java >= 17, mvn (install only), curl, coreutils, util-linux (setsid).
+# Requires: bash, a JDK >= 17 (java and javac), mvn (install only), curl,
+# coreutils, util-linux (setsid). Debian: openjdk-17-jdk-headless maven curl.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -29,7 +39,8 @@ REPO_ROOT="$(cd "$SCRIPT_DIR/../.." && pwd)"
 POM="$SCRIPT_DIR/pom.xml"
 CONF_TEMPLATE="$SCRIPT_DIR/standalone.conf"
 LOG4J_CONF="$SCRIPT_DIR/log4j2.xml"
-SMOKE_SRC="$SCRIPT_DIR/PulsarSmoke.java"
+# Small Java helpers compiled (javac) against the broker's jars into the cache.
+TOOL_SOURCES=("$SCRIPT_DIR/PulsarMetadataCleanup.java" "$SCRIPT_DIR/PulsarSmoke.java")
 
 PULSAR_VERSION="$(sed -n 's:.*<pulsar.version>\(.*\)</pulsar.version>.*:\1:p' "$POM" | head -n1)"
 if [[ -z "$PULSAR_VERSION" ]]; then
@@ -41,6 +52,7 @@ CACHE_ROOT="${CONCLAVE_CACHE:-$HOME/.cache/conclave}"
 PULSAR_HOME="$CACHE_ROOT/pulsar/$PULSAR_VERSION"
 LIB_DIR="$PULSAR_HOME/lib"
 STAMP_FILE="$PULSAR_HOME/.installed"
+TOOLS_DIR="$PULSAR_HOME/tools"
 
 STATE_DIR="${CONCLAVE_STATE:-$REPO_ROOT/target/pulsar}"
 LOG_DIR="$STATE_DIR/logs"
@@ -81,7 +93,7 @@ java_bin() {
   elif [[ -n "${JAVA_HOME:-}" && -x "${JAVA_HOME}/bin/java" ]]; then
     echo "${JAVA_HOME}/bin/java"
   else
-    command -v java || die "java not found (need a JDK/JRE >= 17; apt-get install -y openjdk-17-jre-headless)"
+    command -v java || die "java not found (need a JDK/JRE >= 17; apt-get install -y openjdk-17-jdk-headless)"
   fi
 }
 
@@ -153,7 +165,7 @@ write_conf() {
 
 cmd_install() {
   if is_installed; then
-    log "Pulsar $PULSAR_VERSION already installed in $LIB_DIR ($(ls "$LIB_DIR" | wc -l) jars); nothing to download"
+    log "Pulsar $PULSAR_VERSION already installed in $LIB_DIR ($(find "$LIB_DIR" -name "*.jar" | wc -l) jars); nothing to download"
     return 0
   fi
   need mvn maven
@@ -175,7 +187,40 @@ cmd_install() {
   rm -rf "$LIB_DIR"
   mv "$tmp" "$LIB_DIR"
   pom_hash >"$STAMP_FILE"
-  log "installed $(ls "$LIB_DIR" | wc -l) jars ($(du -sh "$LIB_DIR" | cut -f1)) in $LIB_DIR"
+  log "installed $(find "$LIB_DIR" -name "*.jar" | wc -l) jars ($(du -sh "$LIB_DIR" | cut -f1)) in $LIB_DIR"
+}
+
+# Compiles the helper programs once per change of their sources.
+build_tools() {
+  local hash javac
+  hash="$(cat "${TOOL_SOURCES[@]}" | sha256sum | cut -d' ' -f1)"
+  if [[ -f "$TOOLS_DIR/.stamp" && "$(cat "$TOOLS_DIR/.stamp")" == "$hash" ]]; then
+    return 0
+  fi
+  javac="$(dirname "$(readlink -f "$(java_bin)")")/javac"
+  [[ -x "$javac" ]] || javac="$(command -v javac || true)"
+  [[ -n "$javac" ]] || die "javac not found: a JDK is needed (apt-get install -y openjdk-17-jdk-headless)"
+  rm -rf "$TOOLS_DIR"
+  mkdir -p "$TOOLS_DIR/classes"
+  "$javac" -nowarn -d "$TOOLS_DIR/classes" -cp "$LIB_DIR/*" "${TOOL_SOURCES[@]}" \
+    || die "could not compile ${TOOL_SOURCES[*]}"
+  echo "$hash" >"$TOOLS_DIR/.stamp"
+}
+
+# Runs a helper class with the broker's classpath (logging to LOG_DIR/pulsar-tools.log).
+run_tool() {
+  local class="$1"
+  shift
+  mkdir -p "$LOG_DIR" "$STATE_DIR/tmp"
+  "$(java_bin)" -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
+    "-Djava.io.tmpdir=$STATE_DIR/tmp" \
+    "-Dlog4j.configurationFile=$LOG4J_CONF" "-Dpulsar.log.dir=$LOG_DIR" \
+    "-Dpulsar.log.file=pulsar-tools.log" \
+    -Dotel.java.global-autoconfigure.enabled=false \
+    -Djava.util.logging.config.file=/dev/null \
+    --add-opens java.base/java.nio=ALL-UNNAMED \
+    --add-opens java.base/jdk.internal.misc=ALL-UNNAMED \
+    -cp "$TOOLS_DIR/classes:$LIB_DIR/*" "$class" "$@"
 }
 
 # --------------------------------------------------------------------------- start
@@ -229,9 +274,14 @@ cmd_start() {
   is_installed || cmd_install
   check_java
   need setsid util-linux
+  build_tools
 
   mkdir -p "$LOG_DIR" "$DATA_DIR/metadata" "$DATA_DIR/bookkeeper" "$STATE_DIR/tmp"
   write_conf
+  # Drop ephemeral metadata left by a broker that did not stop cleanly (see
+  # PulsarMetadataCleanup.java); without it a restart after a kill can spin.
+  run_tool PulsarMetadataCleanup "$DATA_DIR/metadata" \
+    || die "metadata cleanup failed (is another broker using $DATA_DIR/metadata?)"
 
   local java
   java="$(java_bin)"
@@ -416,21 +466,25 @@ cmd_setup_topics() {
 # Java client that ships inside the broker's classpath (Key_Shared subscription).
 cmd_smoke() {
   healthy || die "broker not healthy on $HTTP_URL; run '$0 start' first"
-  is_installed || die "not installed"
-  local topic="${1:-persistent://conclave/ops/actions}"
-  mkdir -p "$STATE_DIR/tmp"
-  "$(java_bin)" -Xmx256m "-Djava.io.tmpdir=$STATE_DIR/tmp" \
-    "-Dlog4j.configurationFile=$LOG4J_CONF" "-Dpulsar.log.dir=$LOG_DIR" \
-    "-Dpulsar.log.file=pulsar-smoke.log" \
-    --add-opens java.base/java.nio=ALL-UNNAMED \
-    --add-opens java.base/jdk.internal.misc=ALL-UNNAMED \
-    -cp "$LIB_DIR/*" "$SMOKE_SRC" "$SERVICE_URL" "$topic"
+  is_installed || cmd_install
+  build_tools
+  run_tool PulsarSmoke "$SERVICE_URL" "${1:-persistent://conclave/ops/actions}"
+}
+
+# --------------------------------------------------------------------------- wipe
+
+cmd_wipe() {
+  if running_pid >/dev/null; then
+    die "broker is running; run '$0 stop' first"
+  fi
+  rm -rf "$DATA_DIR" "$CONF_DIR" "$STATE_DIR/tmp"
+  log "deleted broker data in $DATA_DIR (logs kept in $LOG_DIR)"
 }
 
 # --------------------------------------------------------------------------- main
 
 usage() {
-  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 
@@ -446,6 +500,7 @@ main() {
     setup-topics) cmd_setup_topics ;;
     smoke) cmd_smoke "$@" ;;
     logs) echo "$LOG_DIR"; echo "$LOG_FILE"; echo "$OUT_FILE" ;;
+    wipe) cmd_wipe ;;
     -h|--help|help) usage 0 ;;
     *) usage 2 >&2 ;;
   esac
