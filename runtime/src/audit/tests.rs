@@ -688,7 +688,7 @@ proposals:
      factor cpu_p95 = 0.82
 reasons:
   1. [approval_required] scaling `checkout` above 5 replicas needs an operator's approval
-outcome: pending approval until 2026-11-29T08:05:00.000Z, then Reject
+outcome: pending approval until 2026-11-29T08:05:00.000Z, then reject
 policy revision: r42
 trace: 4bf92f3577b34da6a3ce929d0e0e4736
 
