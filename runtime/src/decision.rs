@@ -175,6 +175,16 @@ pub enum OnTimeout {
     Reject,
 }
 
+impl OnTimeout {
+    /// The name used in YAML and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnTimeout::Enact => "enact",
+            OnTimeout::Reject => "reject",
+        }
+    }
+}
+
 /// A decision's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -278,11 +288,11 @@ impl fmt::Display for Outcome {
             }
             Outcome::Advised { would } => write!(f, "advised (would have been {})", would.as_str()),
             Outcome::Pending { until, on_timeout } => {
-                let then = match on_timeout {
-                    OnTimeout::Enact => "enact",
-                    OnTimeout::Reject => "reject",
-                };
-                write!(f, "pending approval until {until}, then {then}")
+                write!(
+                    f,
+                    "pending approval until {until}, then {}",
+                    on_timeout.as_str()
+                )
             }
             Outcome::Overridden { by } => write!(f, "overridden by `{by}`"),
             other => f.write_str(other.name()),

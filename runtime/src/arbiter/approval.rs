@@ -47,10 +47,7 @@ pub(crate) fn matching_rule<'p>(
                 rule.name,
                 describe_approvers(rule),
                 humantime::format_duration(rule.timeout),
-                match rule.on_timeout {
-                    crate::decision::OnTimeout::Enact => "enact",
-                    crate::decision::OnTimeout::Reject => "reject",
-                }
+                rule.on_timeout.as_str()
             ),
         ));
         return Some((rule, reasons));
@@ -63,16 +60,7 @@ fn describe_approvers(rule: &ApprovalRule) -> String {
         .approvers
         .roles
         .iter()
-        .map(|r| {
-            format!(
-                "role {}",
-                match r {
-                    Role::Viewer => "viewer",
-                    Role::Operator => "operator",
-                    Role::Admin => "admin",
-                }
-            )
-        })
+        .map(|r| format!("role {}", r.as_str()))
         .collect();
     who.extend(rule.approvers.users.iter().map(|u| format!("user {u}")));
     who.join(" or ")

@@ -83,14 +83,6 @@ pub enum OverrideError {
     },
 }
 
-fn role_name(r: Role) -> &'static str {
-    match r {
-        Role::Viewer => "viewer",
-        Role::Operator => "operator",
-        Role::Admin => "admin",
-    }
-}
-
 impl Arbiter {
     /// Applies a human override at `now`. Approve, deny and veto settle a pending decision;
     /// a pin enacts the pinned replicas. Returns the decisions this produced.
@@ -119,7 +111,7 @@ impl Arbiter {
             };
             return Err(OverrideError::NotPermitted {
                 id,
-                role: role_name(o.by.role),
+                role: o.by.role.as_str(),
                 action,
             });
         }
@@ -146,7 +138,7 @@ impl Arbiter {
                 })
             }
         };
-        let by = format!("{} ({})", o.by.name, role_name(o.by.role));
+        let by = format!("{} ({})", o.by.name, o.by.role.as_str());
         match o.kind.clone() {
             OverrideKind::Freeze => state.frozen = Some(o),
             OverrideKind::Unfreeze => state.frozen = None,

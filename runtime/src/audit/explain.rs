@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, VecDeque};
 use super::reader::AuditScan;
 use super::record::{AuditLine, AuditRecord};
 use crate::decision::{Decision, Outcome};
-use crate::overrides::{Override, OverrideKind, Role};
+use crate::overrides::{Override, OverrideKind};
 use crate::target::Target;
 
 /// Explains decision `id`: every record about it, in log order, with its proposals,
@@ -113,10 +113,7 @@ fn push_override(out: &mut String, o: &Override) {
         out,
         &format!("override {}: {}", o.id, describe_kind(&o.kind)),
     );
-    push_line(
-        out,
-        &format!("by: {} ({})", o.by.name, role_name(o.by.role)),
-    );
+    push_line(out, &format!("by: {} ({})", o.by.name, o.by.role.as_str()));
     push_line(out, &format!("reason: {}", o.reason));
     if let Some(until) = o.until {
         push_line(out, &format!("until: {until}"));
@@ -268,14 +265,6 @@ fn describe_kind(kind: &OverrideKind) -> String {
         OverrideKind::Veto { decision } => format!("veto {decision}"),
         OverrideKind::Approve { decision } => format!("approve {decision}"),
         OverrideKind::Deny { decision } => format!("deny {decision}"),
-    }
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Viewer => "viewer",
-        Role::Operator => "operator",
-        Role::Admin => "admin",
     }
 }
 

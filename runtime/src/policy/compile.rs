@@ -82,9 +82,8 @@ pub(crate) fn compile(
             c.p.push(key.loc, &path, c.unknown_agent(&key.value));
             continue;
         }
-        if let Some(a) = c.agent(body, &path, &targets) {
-            agent_policies.insert(key.value.clone(), a);
-        }
+        let a = c.agent(body, &path, &targets);
+        agent_policies.insert(key.value.clone(), a);
     }
     let guardrails = c.guardrails(raw.spec.guardrails.as_ref(), &targets);
     let arbiter = c.arbiter(raw.spec.arbiter.as_ref());
@@ -272,7 +271,7 @@ impl Compiler<'_> {
         body: &Located<RawAgent>,
         path: &str,
         targets: &BTreeMap<Target, TargetSpec>,
-    ) -> Option<AgentPolicy> {
+    ) -> AgentPolicy {
         let a = &body.value;
         let selector = self.selector(a.targets.as_ref(), &format!("{path}.targets"), targets);
         let model = a
@@ -293,13 +292,13 @@ impl Compiler<'_> {
                 ),
             );
         }
-        Some(AgentPolicy {
+        AgentPolicy {
             mode: a.mode.unwrap_or(super::Mode::Shadow),
             targets: selector,
             model,
             fallback: a.fallback.unwrap_or(FallbackMode::Rules),
             when,
-        })
+        }
     }
 
     fn model(&mut self, raw: &Located<RawModelRef>, path: &str) -> Option<ModelRef> {
