@@ -3,16 +3,21 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BIN := target/debug/conclave
 
-.PHONY: demo test build lint test-rust test-policies test-pulsar fuzz schema clean
+.PHONY: demo test build lint test-rust test-policies test-pulsar fuzz schema bench clean
 
 build:
 	$(CARGO) build --workspace --all-targets
 
-## The main job: validate and test the shipped policies, then the scripted arbiter demo.
+## The main job: validate and test the shipped policies, the scripted arbiter demo, then
+## the runtime (four agents on the embedded bus) replaying three minutes of telemetry.
 demo: build
 	$(BIN) policy validate policies/*.yaml
 	$(BIN) policy test policies/tests
 	$(BIN) demo --policy policies/ecommerce.yaml --audit target/demo/audit.jsonl
+	rm -f target/demo/run-audit.jsonl
+	$(BIN) run --policy tests/fixtures/runtime/policy.yaml --telemetry tests/fixtures/runtime/e2e.jsonl \
+		--audit target/demo/run-audit.jsonl --dead-letters target/demo/dead-letters.jsonl \
+		--actions target/demo/actions.log
 
 ## Every test: Rust unit, property and system tests, policy tests, lints, the Pulsar smoke.
 test: lint test-rust test-policies test-pulsar
@@ -35,6 +40,10 @@ test-pulsar:
 	trap 'deploy/pulsar/pulsar.sh stop' EXIT; \
 	deploy/pulsar/pulsar.sh start && deploy/pulsar/pulsar.sh setup-topics && \
 	deploy/pulsar/pulsar.sh smoke && deploy/pulsar/pulsar.sh restart && deploy/pulsar/pulsar.sh smoke
+
+## Pipeline throughput and latency (figures recorded in BENCHMARKS.md).
+bench:
+	$(CARGO) bench -p conclave-agents --bench pipeline
 
 ## Regenerate the committed JSON Schema of policies.
 schema: build

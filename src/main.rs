@@ -25,6 +25,9 @@ enum Command {
     #[command(subcommand)]
     Decisions(DecisionsCommand),
     /// Run a scripted arbiter demo under a policy and write its audit log.
+    /// Run the agents and the arbiter on telemetry (JSON Lines from a file or stdin) on the
+    /// embedded bus; decisions go to stdout and the audit log.
+    Run(commands::run::RunArgs),
     Demo {
         /// The policy to run under.
         #[arg(long, default_value = "policies/ecommerce.yaml")]
@@ -94,6 +97,14 @@ enum DecisionsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs go to stderr, warnings and up unless `CONCLAVE_LOG` says otherwise.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CONCLAVE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let result = match cli.command {
         Command::Policy(PolicyCommand::Validate { files }) => commands::policy::validate(&files),
         Command::Policy(PolicyCommand::Explain { file }) => commands::policy::explain(&file),
@@ -118,6 +129,7 @@ fn main() -> ExitCode {
             commands::decisions::explain(&log, &id)
         }
         Command::Demo { policy, audit } => commands::demo::run(&policy, &audit),
+        Command::Run(args) => commands::run::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -5,18 +5,25 @@
 //! catalog the caller passes to [`policy::compile`].
 
 mod action;
+pub mod actuator;
+mod agent;
 pub mod arbiter;
 pub mod audit;
+pub mod bus;
 mod clock;
 mod decision;
+pub mod events;
 mod overrides;
 pub mod policy;
 pub mod policy_test;
 mod proposal;
+pub mod supervision;
 mod target;
+pub mod telemetry;
 mod units;
 
 pub use action::{Action, ActionKind, BreakerState, QuarantineScope, Severity};
+pub use agent::{factor, Agent, AgentFactory, AgentSpec, Draft, Proposals};
 
 pub use arbiter::{Arbiter, ArbiterState, OverrideError};
 pub use clock::{Clock, RealClock, SimClock, Timestamp, TimestampError};
@@ -24,5 +31,8 @@ pub use decision::{Decision, OnTimeout, Outcome, Reason, ReasonCode, Verdict};
 pub use overrides::{Actor, Override, OverrideKind, Role};
 pub use policy::{Mode, Policy, PolicyError};
 pub use proposal::{Factor, ModelId, Proposal, TraceContext};
+pub use supervision::{
+    RestartPolicy, Runtime, RuntimeConfig, RuntimeError, ShutdownReport, Tuning,
+};
 pub use target::{Target, TargetKind};
 pub use units::{Confidence, Fraction, OutOfRange};

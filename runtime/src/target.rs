@@ -64,6 +64,14 @@ impl fmt::Display for Target {
     }
 }
 
+/// Lets maps keyed by `Target` be searched with a `&str` (same order: `Target` orders
+/// by its name).
+impl std::borrow::Borrow<str> for Target {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl From<&str> for Target {
     fn from(s: &str) -> Self {
         Target::new(s)

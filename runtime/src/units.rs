@@ -38,6 +38,11 @@ macro_rules! unit_interval {
                 }
             }
 
+            /// `v` brought into `0.0..=1.0`; NaN becomes zero.
+            pub fn saturating(v: f64) -> Self {
+                if v.is_nan() { $name(0.0) } else { $name(v.clamp(0.0, 1.0)) }
+            }
+
             /// The raw value.
             pub fn get(self) -> f64 {
                 self.0

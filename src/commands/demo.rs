@@ -5,13 +5,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use conclave_agents::AGENTS;
+use conclave_agents::Catalog;
 use conclave_runtime::audit::{format_tail_line, AuditLine, AuditRecord, AuditWriter, FsyncPolicy};
 use conclave_runtime::{policy, SimClock, Timestamp};
 
 /// Runs the script from a fixed start, so two runs write identical logs.
 pub fn run(policy_path: &Path, audit_path: &Path) -> anyhow::Result<ExitCode> {
-    let policy = match policy::load(policy_path, &AGENTS) {
+    let policy = match policy::load(policy_path, &Catalog) {
         Ok(p) => Arc::new(p),
         Err(errors) => {
             for e in errors {

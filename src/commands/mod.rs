@@ -3,3 +3,4 @@
 pub mod decisions;
 pub mod demo;
 pub mod policy;
+pub mod run;

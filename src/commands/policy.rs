@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use conclave_agents::AGENTS;
+use conclave_agents::Catalog;
 use conclave_runtime::{policy, policy_test};
 
 fn print_errors(errors: &[conclave_runtime::PolicyError]) {
@@ -17,7 +17,7 @@ fn print_errors(errors: &[conclave_runtime::PolicyError]) {
 pub fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let mut bad = 0usize;
     for f in files {
-        match policy::load(f, &AGENTS) {
+        match policy::load(f, &Catalog) {
             Ok(p) => println!(
                 "ok {} (policy `{}`, revision `{}`)",
                 f.display(),
@@ -39,7 +39,7 @@ pub fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
 
 /// Prints the effective policy as YAML.
 pub fn explain(file: &Path) -> anyhow::Result<ExitCode> {
-    match policy::load(file, &AGENTS) {
+    match policy::load(file, &Catalog) {
         Ok(p) => {
             let yaml = policy::explain(&p).context("serializing the effective policy")?;
             print!("{yaml}");
@@ -54,7 +54,7 @@ pub fn explain(file: &Path) -> anyhow::Result<ExitCode> {
 
 /// Prints the policy JSON Schema, with agent names from this build.
 pub fn schema() -> anyhow::Result<ExitCode> {
-    let schema = policy::json_schema(&AGENTS);
+    let schema = policy::json_schema(&Catalog);
     println!("{}", serde_json::to_string_pretty(&schema)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -81,7 +81,7 @@ fn collect_tests(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 pub fn test(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let (mut passed, mut failed) = (0usize, 0usize);
     for file in collect_tests(paths)? {
-        match policy_test::run_file(&file, &AGENTS) {
+        match policy_test::run_file(&file, &Catalog) {
             Ok(report) => {
                 println!("{} (policy {})", report.file, report.policy);
                 for r in &report.results {

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
+use super::catalog::AgentCatalog;
 use super::condition::Condition;
 use super::error::{Problem, Problems};
 use super::located::Located;
@@ -47,11 +48,13 @@ pub(crate) fn compile(
     raw: RawPolicy,
     file: &str,
     text: &str,
-    agents: &[&str],
+    agents: &dyn AgentCatalog,
 ) -> Result<Policy, Vec<PolicyError>> {
+    let names = agents.names();
     let mut c = Compiler {
         p: Problems::new(file),
-        agents,
+        agents: &names,
+        catalog: agents,
         dir: Path::new(file).parent(),
     };
 
@@ -78,11 +81,11 @@ pub(crate) fn compile(
     let mut agent_policies = BTreeMap::new();
     for (key, body) in &raw.spec.agents {
         let path = format!("spec.agents.{}", key.value);
-        if !agents.contains(&key.value.as_str()) {
+        if !c.agents.contains(&key.value.as_str()) {
             c.p.push(key.loc, &path, c.unknown_agent(&key.value));
             continue;
         }
-        let a = c.agent(body, &path, &targets);
+        let a = c.agent(&key.value, body, &path, &targets);
         agent_policies.insert(key.value.clone(), a);
     }
     let guardrails = c.guardrails(raw.spec.guardrails.as_ref(), &targets);
@@ -123,6 +126,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 struct Compiler<'a> {
     p: Problems,
     agents: &'a [&'a str],
+    catalog: &'a dyn AgentCatalog,
     dir: Option<&'a Path>,
 }
 
@@ -268,6 +272,7 @@ impl Compiler<'_> {
 
     fn agent(
         &mut self,
+        name: &str,
         body: &Located<RawAgent>,
         path: &str,
         targets: &BTreeMap<Target, TargetSpec>,
@@ -292,7 +297,22 @@ impl Compiler<'_> {
                 ),
             );
         }
+        let settings = match &a.settings {
+            Some(s) => {
+                for problem in self.catalog.check_settings(name, &s.value) {
+                    let at = if problem.path.is_empty() {
+                        format!("{path}.settings")
+                    } else {
+                        format!("{path}.settings.{}", problem.path)
+                    };
+                    self.p.push(s.loc, at, Problem::Settings(problem.message));
+                }
+                s.value.clone()
+            }
+            None => serde_json::Value::Null,
+        };
         AgentPolicy {
+            settings,
             mode: a.mode.unwrap_or(super::Mode::Shadow),
             targets: selector,
             model,

@@ -111,6 +111,9 @@ pub enum Problem {
     /// Two settings that cannot both hold.
     #[error("{0}")]
     Contradiction(String),
+    /// An agent's own `settings` are wrong (checked by the agent's catalog).
+    #[error("{0}")]
+    Settings(String),
     /// A model signature is unusable.
     #[error("{0}")]
     ModelSignature(String),

@@ -3,6 +3,7 @@
 //! Two stages, as in ripgrep's `LowArgs`/`HiArgs`: [`raw`] mirrors the file, [`compile`]
 //! checks everything and fills defaults. Nothing after compilation sees a raw type.
 
+mod catalog;
 mod compile;
 mod condition;
 mod error;
@@ -13,6 +14,7 @@ mod selector;
 
 use std::path::Path;
 
+pub use catalog::{AgentCatalog, SettingsProblem};
 pub use condition::{Condition, ConditionCompileError, ConditionEvalError};
 pub use error::{PolicyError, Problem};
 pub use located::{Loc, Located};
@@ -57,7 +59,11 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
 ///
 /// # Errors
 /// Every problem found, each located, sorted by position.
-pub fn compile_str(file: &str, text: &str, agents: &[&str]) -> Result<Policy, Vec<PolicyError>> {
+pub fn compile_str(
+    file: &str,
+    text: &str,
+    agents: &dyn AgentCatalog,
+) -> Result<Policy, Vec<PolicyError>> {
     let raw: raw::RawPolicy = parse_yaml(file, text).map_err(|e| vec![e])?;
     compile::compile(raw, file, text, agents)
 }
@@ -66,7 +72,7 @@ pub fn compile_str(file: &str, text: &str, agents: &[&str]) -> Result<Policy, Ve
 ///
 /// # Errors
 /// As [`compile_str`], plus an error when the file cannot be read.
-pub fn load(path: &Path, agents: &[&str]) -> Result<Policy, Vec<PolicyError>> {
+pub fn load(path: &Path, agents: &dyn AgentCatalog) -> Result<Policy, Vec<PolicyError>> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![PolicyError {
@@ -81,7 +87,7 @@ pub fn load(path: &Path, agents: &[&str]) -> Result<Policy, Vec<PolicyError>> {
 
 /// The JSON Schema of policy files, for editors; `agents` become the allowed keys of
 /// `spec.agents`.
-pub fn json_schema(agents: &[&str]) -> serde_json::Value {
+pub fn json_schema(agents: &dyn AgentCatalog) -> serde_json::Value {
     let schema = schemars::schema_for!(raw::RawPolicy);
     let mut value = serde_json::to_value(schema).unwrap_or(serde_json::Value::Null);
     if let Some(spec_agents) = value
@@ -90,7 +96,7 @@ pub fn json_schema(agents: &[&str]) -> serde_json::Value {
     {
         spec_agents.insert(
             "propertyNames".into(),
-            serde_json::json!({ "enum": agents }),
+            serde_json::json!({ "enum": agents.names() }),
         );
     }
     value

@@ -237,6 +237,8 @@ pub struct AgentPolicy {
     pub(crate) fallback: FallbackMode,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) when: Option<Condition>,
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub(crate) settings: serde_json::Value,
 }
 
 impl AgentPolicy {
@@ -255,6 +257,11 @@ impl AgentPolicy {
     /// What it does when the model cannot be trusted.
     pub fn fallback(&self) -> FallbackMode {
         self.fallback
+    }
+    /// The agent's own settings, as written (`Null` when omitted); already checked by the
+    /// catalog the policy was compiled with.
+    pub fn settings(&self) -> &serde_json::Value {
+        &self.settings
     }
 }
 

@@ -100,6 +100,9 @@ pub struct RawAgent {
     pub fallback: Option<FallbackMode>,
     /// CEL condition: proposals for which it is false are rejected.
     pub when: Option<Located<String>>,
+    /// The agent's own settings (HPA behavior, breaker thresholds, residency rules...);
+    /// each agent documents its keys and rejects unknown ones.
+    pub settings: Option<Located<serde_json::Value>>,
 }
 
 /// A model reference with the signature the agent expects.

@@ -51,7 +51,10 @@ pub struct FileReport {
 ///
 /// # Errors
 /// Located errors when the test file or its policy does not load.
-pub fn run_file(path: &Path, agents: &[&str]) -> Result<FileReport, Vec<PolicyError>> {
+pub fn run_file(
+    path: &Path,
+    agents: &dyn crate::policy::AgentCatalog,
+) -> Result<FileReport, Vec<PolicyError>> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         vec![PolicyError {

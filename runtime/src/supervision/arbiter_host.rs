@@ -1,0 +1,220 @@
+//! The actor that hosts the arbiter: it gathers each decision window's proposals from
+//! every live agent, decides once all are in, and passes decisions on to the audit log,
+//! the actuator and any listener.
+//!
+//! A window closes when every live agent has reported it, not when a timer fires, so the
+//! same telemetry always produces the same windows, however the threads were scheduled.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::mpsc;
+
+use super::actuator_host::ActuatorMsg;
+use super::audit_host::AuditMsg;
+use crate::arbiter::{Arbiter, ArbiterState, OverrideError};
+use crate::audit::AuditRecord;
+use crate::clock::{Clock, Timestamp};
+use crate::decision::Decision;
+use crate::events::{Counters, DecisionsMade};
+use crate::overrides::Override;
+use crate::proposal::Proposal;
+use crate::target::Target;
+
+/// Hosts the arbiter.
+pub(crate) struct ArbiterActor;
+
+/// Messages to the arbiter host.
+pub(crate) enum ArbiterMsg {
+    /// An agent's proposals for the window ending at `at` (possibly none).
+    AgentReady {
+        agent: &'static str,
+        at: Timestamp,
+        proposals: Vec<Proposal>,
+    },
+    /// Replica counts an ingress partition saw during the window ending at `at`.
+    ReplicasObserved {
+        at: Timestamp,
+        replicas: Vec<(Target, u32)>,
+    },
+    /// An agent was retired: stop waiting for it.
+    AgentRetired(&'static str),
+    /// A human override.
+    ApplyOverride(Override, RpcReplyPort<Result<Vec<Decision>, OverrideError>>),
+    /// Replies once the window ending at `at` (or a later one) has been decided.
+    WaitDecided(Timestamp, RpcReplyPort<()>),
+    /// Replies once everything received so far is decided and passed on.
+    Flush(RpcReplyPort<()>),
+}
+
+pub(crate) struct ArbiterArgs {
+    pub(crate) arbiter: Arbiter,
+    pub(crate) agents: BTreeSet<&'static str>,
+    pub(crate) audit: ActorRef<AuditMsg>,
+    pub(crate) actuator: ActorRef<ActuatorMsg>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) tap: Option<mpsc::UnboundedSender<Decision>>,
+}
+
+#[derive(Default)]
+struct Window {
+    ready: BTreeSet<&'static str>,
+    proposals: Vec<Proposal>,
+    replicas: Vec<(Target, u32)>,
+}
+
+pub(crate) struct ArbiterHostState {
+    args: ArbiterArgs,
+    state: ArbiterState,
+    live: BTreeSet<&'static str>,
+    windows: BTreeMap<Timestamp, Window>,
+    decided_through: Option<Timestamp>,
+    waiters: Vec<(Timestamp, RpcReplyPort<()>)>,
+}
+
+impl ArbiterHostState {
+    fn is_decided(&self, at: Timestamp) -> bool {
+        self.decided_through.is_some_and(|d| at <= d)
+    }
+
+    /// Decides every window, oldest first, that all live agents have reported.
+    fn close_ready_windows(&mut self) {
+        while let Some(entry) = self.windows.first_entry() {
+            if !self.live.iter().all(|a| entry.get().ready.contains(a)) {
+                break;
+            }
+            let (at, w) = entry.remove_entry();
+            for (target, replicas) in w.replicas {
+                self.state.observe_replicas(target, replicas);
+            }
+            let decisions = self.args.arbiter.decide(&mut self.state, at, w.proposals);
+            self.publish(decisions, None);
+            self.decided_through = Some(at);
+        }
+        self.wake_waiters();
+    }
+
+    fn wake_waiters(&mut self) {
+        let Some(done) = self.decided_through else {
+            return;
+        };
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|(at, _)| *at <= done);
+        self.waiters = waiting;
+        for (_, reply) in ready {
+            let _ = reply.send(());
+        }
+    }
+
+    fn publish(&mut self, decisions: Vec<Decision>, preceded_by: Option<Override>) {
+        if decisions.is_empty() && preceded_by.is_none() {
+            DecisionsMade { decisions: &[] }.emit(&self.args.counters);
+            return;
+        }
+        DecisionsMade {
+            decisions: &decisions,
+        }
+        .emit(&self.args.counters);
+        let mut records: Vec<AuditRecord> = Vec::with_capacity(decisions.len() + 1);
+        if let Some(o) = preceded_by {
+            records.push(AuditRecord::Override(o));
+        }
+        records.extend(decisions.iter().cloned().map(AuditRecord::Decision));
+        // The audit and actuator hosts live as long as the arbiter host; if either is gone
+        // the runtime is already failing and the supervisor reports it.
+        let _ = self.args.audit.send_message(AuditMsg::Append(records));
+        let acted: Vec<Decision> = decisions
+            .iter()
+            .filter(|d| d.outcome.is_acted_on())
+            .cloned()
+            .collect();
+        if !acted.is_empty() {
+            let _ = self.args.actuator.send_message(ActuatorMsg::Apply(acted));
+        }
+        if let Some(tap) = &self.args.tap {
+            for d in decisions {
+                let _ = tap.send(d);
+            }
+        }
+    }
+}
+
+impl Actor for ArbiterActor {
+    type Msg = ArbiterMsg;
+    type State = ArbiterHostState;
+    type Arguments = ArbiterArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: ArbiterArgs,
+    ) -> Result<ArbiterHostState, ActorProcessingErr> {
+        Ok(ArbiterHostState {
+            live: args.agents.clone(),
+            args,
+            state: ArbiterState::new(),
+            windows: BTreeMap::new(),
+            decided_through: None,
+            waiters: Vec::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: ArbiterMsg,
+        s: &mut ArbiterHostState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ArbiterMsg::AgentReady {
+                agent,
+                at,
+                proposals,
+            } => {
+                if s.is_decided(at) {
+                    if proposals.is_empty() {
+                        return Ok(());
+                    }
+                    tracing::warn!(agent, at = %at, "Proposals for a window already decided were dropped.");
+                    return Ok(());
+                }
+                let w = s.windows.entry(at).or_default();
+                w.ready.insert(agent);
+                w.proposals.extend(proposals);
+                s.close_ready_windows();
+            }
+            ArbiterMsg::ReplicasObserved { at, replicas } => {
+                if s.is_decided(at) {
+                    // Only possible with no live agent left: the window already closed
+                    // on another partition's report.
+                    return Ok(());
+                }
+                s.windows.entry(at).or_default().replicas.extend(replicas);
+                s.close_ready_windows();
+            }
+            ArbiterMsg::AgentRetired(agent) => {
+                s.live.remove(agent);
+                s.close_ready_windows();
+            }
+            ArbiterMsg::ApplyOverride(o, reply) => {
+                let now = s.args.clock.now();
+                let result = s.args.arbiter.apply_override(&mut s.state, o.clone(), now);
+                if let Ok(decisions) = &result {
+                    s.publish(decisions.clone(), Some(o));
+                }
+                let _ = reply.send(result);
+            }
+            ArbiterMsg::WaitDecided(at, reply) => {
+                s.waiters.push((at, reply));
+                s.wake_waiters();
+            }
+            ArbiterMsg::Flush(reply) => {
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,367 @@
+//! The running system: a supervision tree of actors on ractor that turns telemetry into
+//! audited, actuated decisions.
+//!
+//! ```text
+//! RootSupervisor
+//! ├── AuditActor       (owns the audit log writer)
+//! ├── ActuatorActor    (carries out enacted decisions)
+//! ├── ArbiterActor     (closes decision windows once every agent reported)
+//! ├── AgentActor × n   (one per agent; restarted on panic/hang, retired over budget)
+//! └── IngressActor × p (one per source partition: decode, dead-letter, batch, tick)
+//! ```
+//!
+//! [`Runtime::start`] builds the tree; [`Runtime::shutdown`] drains it in order once the
+//! sources have ended: ingress, then agents, then the arbiter, the audit log (fsynced) and
+//! the actuator.
+
+mod actuator_host;
+mod agent_host;
+mod arbiter_host;
+mod audit_host;
+mod inbox;
+mod ingress;
+mod supervisor;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::actuator::Actuator;
+use crate::agent::AgentSpec;
+use crate::arbiter::{Arbiter, OverrideError};
+use crate::audit::AuditWriter;
+use crate::bus::TelemetrySource;
+use crate::clock::{Clock, RealClock, Timestamp};
+use crate::decision::Decision;
+use crate::events::{CounterSnapshot, Counters};
+use crate::overrides::Override;
+use crate::policy::Policy;
+use crate::telemetry::{DeadLetterSink, DecodeLimits, Decoder};
+
+use actuator_host::{ActuatorArgs, ActuatorMsg};
+use agent_host::AgentArgs;
+use arbiter_host::{ArbiterArgs, ArbiterMsg};
+use audit_host::{AuditArgs, AuditMsg};
+use inbox::AgentInbox;
+use ingress::IngressArgs;
+pub use supervisor::RestartPolicy;
+use supervisor::{Plan, Refs, RootSupervisor, SupervisorMsg};
+
+/// Knobs with sensible defaults.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Decoding limits (payload size, timestamp skew).
+    pub decode: DecodeLimits,
+    /// Most messages an ingress takes from its source at once (and hands to agents as one
+    /// batch).
+    pub batch_max: usize,
+    /// Batches an agent's inbox holds before ingress waits (backpressure).
+    pub inbox_capacity: usize,
+    /// How long an agent may take over one batch or tick before it counts as hung.
+    pub heartbeat: Duration,
+    /// How failed agents are restarted.
+    pub restart: RestartPolicy,
+    /// The clock heartbeats and restart backoff run on (the wall clock unless a test
+    /// injects one).
+    pub watchdog: Arc<dyn Clock>,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            decode: DecodeLimits::default(),
+            batch_max: 512,
+            inbox_capacity: 64,
+            heartbeat: Duration::from_secs(10),
+            restart: RestartPolicy::default(),
+            watchdog: Arc::new(RealClock),
+        }
+    }
+}
+
+/// What a runtime is made of.
+pub struct RuntimeConfig {
+    /// The policy in force.
+    pub policy: Arc<Policy>,
+    /// The agents to run (see `conclave_agents::agent_specs`).
+    pub agents: Vec<AgentSpec>,
+    /// One source per partition.
+    pub sources: Vec<Box<dyn TelemetrySource>>,
+    /// The audit log.
+    pub audit: AuditWriter,
+    /// Carries out enacted decisions.
+    pub actuator: Box<dyn Actuator>,
+    /// Where bad telemetry goes.
+    pub dead_letters: Arc<dyn DeadLetterSink>,
+    /// Event time: decisions are stamped with it, decoding checks timestamps against it.
+    pub clock: Arc<dyn Clock>,
+    /// Every decision is also sent here, in order (e.g. `conclave run` prints them).
+    pub decision_tap: Option<mpsc::UnboundedSender<Decision>>,
+    /// Knobs.
+    pub tuning: Tuning,
+}
+
+/// Why the runtime could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// No source to read from.
+    #[error("the runtime needs at least one telemetry source")]
+    NoSources,
+    /// An actor could not be spawned.
+    #[error("cannot start the runtime: {0}")]
+    Spawn(String),
+    /// A core actor failed; the runtime stopped.
+    #[error("the runtime stopped: {0}")]
+    Failed(String),
+    /// The audit log could not be synced at shutdown.
+    #[error("cannot flush the audit log: {0}")]
+    AuditFlush(String),
+}
+
+/// Figures at shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// The counters.
+    pub counters: CounterSnapshot,
+    /// The sequence number the next audit record would get.
+    pub next_audit_seq: u64,
+}
+
+/// A running runtime.
+pub struct Runtime {
+    supervisor: ActorRef<SupervisorMsg>,
+    join: JoinHandle<()>,
+    refs: Refs,
+    counters: Arc<Counters>,
+    fatal: Arc<Mutex<Option<String>>>,
+    ingress_done: mpsc::UnboundedReceiver<usize>,
+    partitions: usize,
+    agents_drained: mpsc::UnboundedReceiver<&'static str>,
+    agent_count: usize,
+}
+
+impl Runtime {
+    /// Builds and starts the supervision tree.
+    ///
+    /// # Errors
+    /// [`RuntimeError::NoSources`] or [`RuntimeError::Spawn`].
+    pub async fn start(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        if config.sources.is_empty() {
+            return Err(RuntimeError::NoSources);
+        }
+        let counters = Arc::new(Counters::default());
+        let fatal = Arc::new(Mutex::new(None));
+        let partitions = config.sources.len();
+        let agent_count = config.agents.len();
+        let tuning = config.tuning.clone();
+        let (ingress_tx, ingress_done) = mpsc::unbounded_channel();
+        let (drained_tx, agents_drained) = mpsc::unbounded_channel();
+        let window = config.policy.arbiter().window();
+        let inboxes: Vec<Arc<AgentInbox>> = config
+            .agents
+            .iter()
+            .map(|_| AgentInbox::new(tuning.inbox_capacity, partitions))
+            .collect();
+        let names: BTreeSet<&'static str> = config.agents.iter().map(|a| a.name).collect();
+
+        let arbiter = Arbiter::new(config.policy.clone());
+        let (c1, c2, c3) = (counters.clone(), counters.clone(), counters.clone());
+        let clock = config.clock.clone();
+        let tap = config.decision_tap;
+        let agent_specs = config.agents;
+        let agent_inboxes = inboxes.clone();
+        let dead_letters = config.dead_letters;
+        let dl2 = dead_letters.clone();
+        let sources = config.sources;
+        let ingress_clock = config.clock.clone();
+        let senders: Vec<_> = inboxes.iter().map(|i| i.sender()).collect();
+        let t2 = tuning.clone();
+        let plan = Plan {
+            audit: AuditArgs {
+                writer: config.audit,
+                counters: counters.clone(),
+            },
+            actuator: ActuatorArgs {
+                actuator: config.actuator,
+                counters: counters.clone(),
+            },
+            arbiter: Box::new(move |audit, actuator| ArbiterArgs {
+                arbiter,
+                agents: names,
+                audit,
+                actuator,
+                counters: c1,
+                clock,
+                tap,
+            }),
+            agents: Box::new(move |arbiter| {
+                agent_specs
+                    .into_iter()
+                    .zip(agent_inboxes)
+                    .map(|(spec, inbox)| AgentArgs {
+                        spec,
+                        inbox,
+                        arbiter: arbiter.clone(),
+                        dead_letters: dl2.clone(),
+                        counters: c2.clone(),
+                        watchdog: t2.watchdog.clone(),
+                        heartbeat: t2.heartbeat,
+                        drained: drained_tx.clone(),
+                    })
+                    .collect()
+            }),
+            ingress: Box::new(move |arbiter| {
+                sources
+                    .into_iter()
+                    .enumerate()
+                    .map(|(partition, source)| IngressArgs {
+                        partition,
+                        source,
+                        decoder: Decoder::new(tuning.decode),
+                        clock: ingress_clock.clone(),
+                        window,
+                        batch_max: tuning.batch_max.max(1),
+                        dead_letters: dead_letters.clone(),
+                        counters: c3.clone(),
+                        inboxes: senders.clone(),
+                        arbiter: arbiter.clone(),
+                        done: ingress_tx.clone(),
+                    })
+                    .collect()
+            }),
+            restart: config.tuning.restart,
+            watchdog: config.tuning.watchdog.clone(),
+            counters: counters.clone(),
+            fatal: fatal.clone(),
+        };
+        let (supervisor, join) = Actor::spawn(None, RootSupervisor, plan)
+            .await
+            .map_err(|e| RuntimeError::Spawn(e.to_string()))?;
+        let refs = match supervisor.call(SupervisorMsg::Refs, None).await {
+            Ok(CallResult::Success(refs)) => refs,
+            _ => return Err(RuntimeError::Spawn("the supervisor did not answer".into())),
+        };
+        Ok(Runtime {
+            supervisor,
+            join,
+            refs,
+            counters,
+            fatal,
+            ingress_done,
+            partitions,
+            agents_drained,
+            agent_count,
+        })
+    }
+
+    /// The counters now.
+    pub fn counters(&self) -> CounterSnapshot {
+        self.counters.snapshot()
+    }
+
+    /// Items waiting in each agent's inbox, by agent.
+    pub fn inbox_depths(&self) -> Vec<(&'static str, usize)> {
+        self.refs
+            .inboxes
+            .iter()
+            .map(|(name, inbox)| (*name, inbox.depth()))
+            .collect()
+    }
+
+    /// Why the runtime stopped, if a core actor failed.
+    pub fn failure(&self) -> Option<String> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Applies a human override now (on the runtime's clock).
+    ///
+    /// # Errors
+    /// The arbiter's [`OverrideError`]; [`RuntimeError::Failed`] when the runtime stopped.
+    pub async fn apply_override(
+        &self,
+        o: Override,
+    ) -> Result<Result<Vec<Decision>, OverrideError>, RuntimeError> {
+        match self
+            .refs
+            .arbiter
+            .call(|reply| ArbiterMsg::ApplyOverride(o, reply), None)
+            .await
+        {
+            Ok(CallResult::Success(r)) => Ok(r),
+            _ => Err(self.stopped()),
+        }
+    }
+
+    /// Waits until the decision window ending at `at` (or a later one) is decided. With a
+    /// simulated clock this is how a driver steps the runtime: publish a window's
+    /// telemetry and its watermark, then wait for its decisions.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Failed`] when the runtime stopped.
+    pub async fn decided_through(&self, at: Timestamp) -> Result<(), RuntimeError> {
+        match self
+            .refs
+            .arbiter
+            .call(|reply| ArbiterMsg::WaitDecided(at, reply), None)
+            .await
+        {
+            Ok(CallResult::Success(())) => Ok(()),
+            _ => Err(self.stopped()),
+        }
+    }
+
+    fn stopped(&self) -> RuntimeError {
+        RuntimeError::Failed(
+            self.failure()
+                .unwrap_or_else(|| "the arbiter is not running".to_string()),
+        )
+    }
+
+    /// Drains and stops: waits for every source to end (close them first), for every
+    /// agent to handle what it was given, for the arbiter to decide it, then fsyncs the
+    /// audit log and flushes the actuator.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Failed`] when a core actor failed on the way,
+    /// [`RuntimeError::AuditFlush`] when the final fsync failed.
+    pub async fn shutdown(mut self) -> Result<ShutdownReport, RuntimeError> {
+        for _ in 0..self.partitions {
+            if self.ingress_done.recv().await.is_none() {
+                break;
+            }
+        }
+        for _ in 0..self.agent_count {
+            if self.agents_drained.recv().await.is_none() {
+                break;
+            }
+        }
+        if let Some(why) = self.failure() {
+            self.supervisor.stop(None);
+            return Err(RuntimeError::Failed(why));
+        }
+        let flushed = self.refs.arbiter.call(ArbiterMsg::Flush, None).await;
+        if !matches!(flushed, Ok(CallResult::Success(()))) {
+            return Err(self.stopped());
+        }
+        let audit = self.refs.audit.call(AuditMsg::Flush, None).await;
+        let next_audit_seq = match audit {
+            Ok(CallResult::Success(Ok(seq))) => seq,
+            Ok(CallResult::Success(Err(e))) => return Err(RuntimeError::AuditFlush(e)),
+            _ => return Err(self.stopped()),
+        };
+        let _ = self.refs.actuator.call(ActuatorMsg::Flush, None).await;
+        self.supervisor.stop(None);
+        let _ = self.join.await;
+        Ok(ShutdownReport {
+            counters: self.counters.snapshot(),
+            next_audit_seq,
+        })
+    }
+}

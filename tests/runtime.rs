@@ -1,0 +1,454 @@
+//! The runtime end to end (issue #3): telemetry in, decisions out, with the real agents.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use conclave_runtime::actuator::MemoryActuator;
+use conclave_runtime::audit::{AuditReader, AuditRecord, AuditWriter, FsyncPolicy};
+use conclave_runtime::bus::{BusConfig, EmbeddedBus, OverloadPolicy, Replayer, TelemetrySource};
+use conclave_runtime::telemetry::{MemoryDeadLetters, Telemetry, TelemetryKind};
+use conclave_runtime::{
+    Agent, AgentSpec, Decision, Proposals, Runtime, RuntimeConfig, ShutdownReport, SimClock,
+    Timestamp, Tuning,
+};
+
+use crate::golden::{assert_golden, root};
+
+const POLICY: &str = "tests/fixtures/runtime/policy.yaml";
+const E2E: &str = "tests/fixtures/runtime/e2e.jsonl";
+const BAD: &str = "tests/fixtures/runtime/bad-input.jsonl";
+
+/// Runs `conclave run` from the repository root; returns (exit code, stdout, stderr).
+fn conclave_run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .arg("run")
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("conclave binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn run_args<'a>(dir: &'a Path, telemetry: &'a str, tag: &str) -> Vec<String> {
+    vec![
+        "--policy".into(),
+        POLICY.into(),
+        "--telemetry".into(),
+        telemetry.into(),
+        "--audit".into(),
+        dir.join(format!("{tag}-audit.jsonl")).display().to_string(),
+        "--dead-letters".into(),
+        dir.join(format!("{tag}-dead.jsonl")).display().to_string(),
+        "--actions".into(),
+        dir.join(format!("{tag}-actions.log")).display().to_string(),
+    ]
+}
+
+fn decision_summary(d: &Decision) -> String {
+    format!(
+        "{} {} {} {} {}",
+        d.at,
+        d.agent,
+        d.target,
+        d.outcome.name(),
+        d.action.as_ref().map(|a| a.to_string()).unwrap_or_default()
+    )
+}
+
+#[test]
+fn scripted_telemetry_gives_the_exact_decisions_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = run_args(dir.path(), E2E, "e2e");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = conclave_run(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_golden("run/e2e.txt", &out);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "done: 151 messages, 151 decoded, 0 dead-lettered, 10 decisions in 14 windows, 9 actions; audit log {}",
+            dir.path().join("e2e-audit.jsonl").display()
+        )
+    );
+    let scan = AuditReader::read_all(&dir.path().join("e2e-audit.jsonl")).expect("audit");
+    let got: Vec<String> = scan
+        .lines
+        .iter()
+        .filter_map(|l| match &l.record {
+            AuditRecord::Decision(d) => Some(decision_summary(d)),
+            AuditRecord::Override(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            "2026-11-29T10:00:15.000Z router storefront enacted route storefront-eu=0.5, storefront-us=0.5",
+            // The US backend's p99 went from 50 to 400 ms at 30 s.
+            "2026-11-29T10:00:45.000Z router storefront enacted route storefront-eu=0.848, storefront-us=0.152",
+            // Load ramp at 60 s: cpu 0.95 at 4 replicas -> ceil(4 * 0.95 / 0.7) = 6.
+            "2026-11-29T10:01:15.000Z scaler checkout enacted scale to 6 replicas",
+            // A card number in an order event at 70 s.
+            "2026-11-29T10:01:15.000Z compliance orders enacted quarantine producer `web-shop` (card number at fields.payment.card_number)",
+            "2026-11-29T10:01:15.000Z compliance orders enacted alert (Warning): personal data from producer `web-shop` on topic `orders`: card number at fields.payment.card_number",
+            // The fleet has not caught up yet (still 4 replicas reported): the repeat is
+            // held back by the 30 s cooldown.
+            "2026-11-29T10:01:30.000Z scaler checkout rejected ",
+            // An event from us-east on an eu-west-only topic at 100 s.
+            "2026-11-29T10:01:45.000Z compliance orders enacted quarantine producer `us-importer` (region `us-east` not allowed on topic `orders`)",
+            "2026-11-29T10:01:45.000Z compliance orders enacted alert (Critical): event from region `us-east` on topic `orders` breaks residency (allowed: eu-west)",
+            // 60 % failures on payments from 60 s: the 60 s window reaches the 50 %
+            // threshold at 120 s; 60 s later the breaker probes.
+            "2026-11-29T10:02:00.000Z breaker payments enacted open the breaker",
+            "2026-11-29T10:03:00.000Z breaker payments enacted half-open the breaker",
+        ]
+    );
+    let rejected = scan
+        .lines
+        .iter()
+        .find_map(|l| match &l.record {
+            AuditRecord::Decision(d) if d.outcome.name() == "rejected" => Some(d.clone()),
+            _ => None,
+        })
+        .expect("a rejected decision");
+    assert_eq!(
+        rejected.reasons[0].message,
+        "last scale on `checkout` was at 2026-11-29T10:01:15.000Z; cooldown 30s lasts until 2026-11-29T10:01:45.000Z"
+    );
+    // No event value ever reaches the audit log: only field paths.
+    let text = std::fs::read_to_string(dir.path().join("e2e-audit.jsonl")).expect("audit text");
+    assert!(
+        !text.contains("4111"),
+        "a card number leaked into the audit log"
+    );
+    let actions = std::fs::read_to_string(dir.path().join("e2e-actions.log")).expect("actions");
+    assert_eq!(actions.lines().count(), 9);
+}
+
+#[test]
+fn the_same_input_twice_writes_byte_identical_audit_logs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for tag in ["a", "b"] {
+        let args = run_args(dir.path(), E2E, tag);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) =
+            conclave_run(&[&args[..], &["--quiet", "--partitions", "3"]].concat());
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let a = std::fs::read(dir.path().join("a-audit.jsonl")).expect("a");
+    let b = std::fs::read(dir.path().join("b-audit.jsonl")).expect("b");
+    assert!(!a.is_empty());
+    assert!(
+        a == b,
+        "two runs of the same input wrote different audit logs"
+    );
+}
+
+#[test]
+fn every_bad_input_class_is_dead_lettered_with_its_reason_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = run_args(dir.path(), BAD, "bad");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = conclave_run(&[&args[..], &["--quiet"]].concat());
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "done: 20 messages, 10 decoded, 10 dead-lettered (invalid_value: 2, malformed_json: 1, oversized_payload: 1, timestamp_out_of_range: 2, unsupported_version: 1, wrong_shape: 3), 0 decisions in 1 windows, 0 actions; audit log {}",
+            dir.path().join("bad-audit.jsonl").display()
+        )
+    );
+    let dead = std::fs::read_to_string(dir.path().join("bad-dead.jsonl")).expect("dead letters");
+    let got: Vec<(String, String)> = dead
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("dead letter is JSON");
+            (
+                v["reason"].as_str().unwrap_or_default().to_string(),
+                v["error"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("malformed_json", "expected a JSON object, found invalid JSON at line 1 column 2"),
+        ("wrong_shape", "expected a JSON object, found an array"),
+        ("wrong_shape", "field `type`: expected one of `metrics`, `event`, `health`, found `weather`"),
+        ("wrong_shape", "field `rate_in`: expected a number >= 0, found a string"),
+        ("unsupported_version", "field `schema_version`: expected a supported version (`1`), found `9`"),
+        ("invalid_value", "field `cpu`: expected a finite number, found `NaN`"),
+        ("invalid_value", "field `rate_in`: expected a number >= 0, found `-5.0`"),
+        ("timestamp_out_of_range", "field `ts`: expected a time between `2026-11-28T10:00:10.000Z` and `2026-11-29T10:05:10.000Z`, found `2026-11-29T12:00:00.000Z`"),
+        ("timestamp_out_of_range", "field `ts`: expected a time between `2026-11-28T10:00:10.000Z` and `2026-11-29T10:05:10.000Z`, found `2026-11-26T10:00:00.000Z`"),
+        ("oversized_payload", "expected a payload of at most 65536 bytes, found 70257 bytes"),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(r, e)| (r.to_string(), e.to_string()))
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// Replays `lines` through a runtime built with `agents` on the simulated clock.
+async fn replay(
+    agents: Vec<AgentSpec>,
+    lines: &[String],
+    bus: BusConfig,
+) -> (
+    ShutdownReport,
+    Vec<Decision>,
+    Arc<MemoryDeadLetters>,
+    EmbeddedBus,
+) {
+    let policy = Arc::new(conclave_agents::load_policy(&root().join(POLICY)).expect("policy"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(SimClock::new(Timestamp::EPOCH));
+    let bus = EmbeddedBus::new(bus);
+    let sources: Vec<Box<dyn TelemetrySource>> = bus
+        .subscribe("telemetry")
+        .into_iter()
+        .map(|s| Box::new(s) as Box<dyn TelemetrySource>)
+        .collect();
+    let dead = Arc::new(MemoryDeadLetters::default());
+    let actuator = MemoryActuator::new();
+    let audit = dir.path().join("audit.jsonl");
+    let runtime = Runtime::start(RuntimeConfig {
+        policy: policy.clone(),
+        agents,
+        sources,
+        audit: AuditWriter::open(&audit, FsyncPolicy::Never, clock.clone()).expect("audit"),
+        actuator: Box::new(actuator.clone()),
+        dead_letters: dead.clone(),
+        clock: clock.clone(),
+        decision_tap: None,
+        tuning: Tuning::default(),
+    })
+    .await
+    .expect("start");
+    let mut replayer = Replayer::new(
+        bus.producer("telemetry"),
+        Some(clock),
+        policy.arbiter().window(),
+        Tuning::default().decode.max_future_skew,
+    );
+    for line in lines {
+        replayer.line(line.as_bytes()).await.expect("publish");
+    }
+    replayer.finish().await.expect("finish");
+    bus.close("telemetry");
+    let report = runtime.shutdown().await.expect("shutdown");
+    let decisions = AuditReader::read_all(&audit)
+        .expect("audit")
+        .lines
+        .into_iter()
+        .filter_map(|l| match l.record {
+            AuditRecord::Decision(d) => Some(d),
+            AuditRecord::Override(_) => None,
+        })
+        .collect();
+    (report, decisions, dead, bus)
+}
+
+fn e2e_lines() -> Vec<String> {
+    std::fs::read_to_string(root().join(E2E))
+        .expect("fixture")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Wraps an agent and panics on metrics from a service called `poison`, as a bug
+/// triggered by one crafted input would.
+struct PanicsOnPoison(Box<dyn Agent>);
+
+impl Agent for PanicsOnPoison {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn wants(&self, kind: TelemetryKind) -> bool {
+        self.0.wants(kind)
+    }
+    fn observe(&mut self, t: &Telemetry, out: &mut Proposals) {
+        if let Telemetry::Metrics(m) = t {
+            assert!(m.service != "poison", "crafted input crashed the agent");
+        }
+        self.0.observe(t, out);
+    }
+    fn tick(&mut self, now: Timestamp, out: &mut Proposals) {
+        self.0.tick(now, out);
+    }
+}
+
+fn real_agents(poisoned: Option<&'static str>) -> Vec<AgentSpec> {
+    let policy = Arc::new(conclave_agents::load_policy(&root().join(POLICY)).expect("policy"));
+    conclave_agents::agent_specs(&policy)
+        .expect("specs")
+        .into_iter()
+        .map(|spec| {
+            if Some(spec.name) == poisoned {
+                let inner = spec.factory.clone();
+                AgentSpec {
+                    name: spec.name,
+                    factory: Arc::new(move || Box::new(PanicsOnPoison(inner()))),
+                }
+            } else {
+                spec
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_agent_is_restarted_and_the_other_three_decide_as_before() {
+    let lines = e2e_lines();
+    let (_, baseline, _, _) = replay(real_agents(None), &lines, BusConfig::default()).await;
+
+    // The same telemetry with a crafted message in the middle that crashes the router.
+    let mut poisoned = lines.clone();
+    let at = (60..lines.len())
+        .find(|&i| lines[i].contains("\"service\": \"storefront-eu\""))
+        .expect("a storefront-eu sample");
+    poisoned.insert(at + 1, lines[at].replace("storefront-eu", "poison"));
+    let (report, decisions, dead, _) =
+        replay(real_agents(Some("router")), &poisoned, BusConfig::default()).await;
+
+    let others = |ds: &[Decision]| -> Vec<String> {
+        ds.iter()
+            .filter(|d| d.agent != "router")
+            .map(decision_summary)
+            .collect()
+    };
+    assert_eq!(others(&decisions), others(&baseline));
+    assert_eq!(others(&baseline).len(), 8);
+    assert_eq!(report.counters.restarts.get("router"), Some(&1));
+    assert_eq!(report.counters.restarts.len(), 1);
+    let letters = dead.letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason.as_str(), "agent_panicked");
+    assert!(letters[0].error.contains(
+        "agent `router` panicked handling this message: crafted input crashed the agent"
+    ));
+    // Every message was observed by the agents that want it, the poison one included
+    // for the three healthy agents.
+    assert_eq!(report.counters.decoded, 152);
+    // The restarted router lost its EWMAs but keeps routing afterwards.
+    assert!(decisions.iter().any(|d| d.agent == "router"));
+}
+
+fn flood(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"type":"metrics","schema_version":1,"service":"svc-{}","ts":"2026-11-29T10:00:{:02}.000Z","rate_in":10.0,"rate_out":10.0,"backlog":0,"latency_p50_ms":5.0,"latency_p99_ms":9.0,"error_rate":0.0,"cpu":0.5,"replicas":2}}"#,
+                i % 50,
+                (i * 59 / n.max(1)) % 60
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_drop_oldest_bounds_the_queue_and_accounts_for_every_message() {
+    let sent = 50_000;
+    let (report, _, _, bus) = replay(
+        real_agents(None),
+        &flood(sent),
+        BusConfig {
+            partitions: 2,
+            capacity: 256,
+            overload: OverloadPolicy::DropOldest,
+        },
+    )
+    .await;
+    let stats = bus.stats("telemetry").expect("topic").total();
+    assert_eq!(stats.published, sent as u64);
+    assert_eq!(report.counters.received + stats.dropped, sent as u64);
+    assert_eq!(report.counters.received, stats.delivered);
+    assert_eq!(report.counters.decoded, report.counters.received);
+    assert!(stats.dropped > 0, "the producer outran the agents");
+    assert_eq!(stats.depth, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_block_slows_the_producer_and_loses_nothing() {
+    let sent = 20_000;
+    let (report, _, _, bus) = replay(
+        real_agents(None),
+        &flood(sent),
+        BusConfig {
+            partitions: 2,
+            capacity: 64,
+            overload: OverloadPolicy::Block,
+        },
+    )
+    .await;
+    let stats = bus.stats("telemetry").expect("topic").total();
+    assert_eq!(stats.dropped, 0);
+    assert_eq!(report.counters.received, sent as u64);
+    assert_eq!(report.counters.decoded, sent as u64);
+    for agent in ["breaker", "router", "scaler"] {
+        assert_eq!(
+            report.counters.observed.get(agent),
+            Some(&(sent as u64)),
+            "{agent} saw every message"
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_drains_what_was_read_and_exits_cleanly() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = run_args(dir.path(), "-", "live");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .arg("run")
+        .args(&args)
+        .args(["--time", "event"])
+        .current_dir(root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("conclave runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let lines = e2e_lines();
+    // Up to the first sample at 75 s: its watermark closes the window holding the card
+    // number event (70 s), so that decision in the log proves every line was read.
+    let last = lines
+        .iter()
+        .position(|l| l.contains("2026-11-29T10:01:15"))
+        .expect("a sample at 75 s");
+    for line in &lines[..=last] {
+        writeln!(stdin, "{line}").expect("write");
+    }
+    stdin.flush().expect("flush");
+    let audit = dir.path().join("live-audit.jsonl");
+    while !std::fs::read_to_string(&audit)
+        .unwrap_or_default()
+        .contains("web-shop")
+    {
+        std::thread::yield_now();
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("exit");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let sent = last + 1;
+    assert!(
+        stderr.starts_with(&format!(
+            "interrupted: {sent} messages, {sent} decoded, 0 dead-lettered"
+        )),
+        "{stderr}"
+    );
+    // The interrupted run still closed its last window and synced the log.
+    let scan = AuditReader::read_all(&audit).expect("audit");
+    assert_eq!((scan.torn, scan.corrupt.len()), (None, 0));
+    drop(stdin);
+}
