@@ -1,6 +1,8 @@
 //! Parsing an agent's `settings` block (already YAML-decoded to JSON) into its typed
 //! config, with the path of every problem.
 
+use std::time::Duration;
+
 use conclave_runtime::policy::SettingsProblem;
 use serde::de::DeserializeOwned;
 
@@ -28,5 +30,74 @@ pub fn problem(path: &str, message: impl Into<String>) -> SettingsProblem {
     SettingsProblem {
         path: path.to_string(),
         message: message.into(),
+    }
+}
+
+/// Parses `<integer><unit>` with unit `ms`, `s`, `m` or `h` (`15s`, `5m`, `250ms`).
+///
+/// The agents crate has no duration-parsing dependency; settings need only these forms.
+///
+/// # Errors
+/// The message for a malformed duration, in the policy compiler's wording.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("expected a duration such as `30s`, `5m` or `1h`, found `{text}`");
+    let s = text.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let millis_per_unit = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .ok_or_else(bad)
+}
+
+/// Formats `d` the way settings write it, for messages (`90s`, `250ms`).
+pub fn format_duration(d: Duration) -> String {
+    // Whole-unit checks by multiplication: `is_multiple_of` is newer than the MSRV (1.85).
+    let ms = d.as_millis();
+    let (h, m, s) = (ms / 3_600_000, ms / 60_000, ms / 1_000);
+    if ms > 0 && h * 3_600_000 == ms {
+        format!("{h}h")
+    } else if ms > 0 && m * 60_000 == ms {
+        format!("{m}m")
+    } else if s * 1_000 == ms {
+        format!("{s}s")
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// Parses `text` and checks it lies in `range` (inclusive), recording a problem at `path`
+/// otherwise.
+pub fn checked_duration(
+    text: &str,
+    path: &str,
+    range: (Duration, Duration),
+    problems: &mut Vec<SettingsProblem>,
+) -> Option<Duration> {
+    match parse_duration(text) {
+        Ok(d) if d >= range.0 && d <= range.1 => Some(d),
+        Ok(_) => {
+            problems.push(problem(
+                path,
+                format!(
+                    "expected a duration in {}..={}, found `{}`",
+                    format_duration(range.0),
+                    format_duration(range.1),
+                    text.trim()
+                ),
+            ));
+            None
+        }
+        Err(message) => {
+            problems.push(problem(path, message));
+            None
+        }
     }
 }

@@ -311,31 +311,12 @@ fn duration(
     }
 }
 
-/// Parses `<integer><unit>` with unit `ms`, `s`, `m` or `h` (`500ms`, `60s`, `5m`), above
-/// zero. humantime is not a dependency of this crate, and this is all policies use.
+/// Parses a settings duration (see [`crate::settings::parse_duration`]), above zero.
 ///
 /// # Errors
 /// What was expected and what was found, ready for a [`SettingsProblem`].
 pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let expected = || {
-        format!("expected a duration such as `60s` or `500ms` (units ms, s, m, h), found `{text}`")
-    };
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(expected)?;
-    let (digits, unit) = text.split_at(split);
-    if digits.is_empty() {
-        return Err(expected());
-    }
-    let n: u64 = digits.parse().map_err(|_| expected())?;
-    let d = match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs),
-        "h" => n.checked_mul(3600).map(Duration::from_secs),
-        _ => return Err(expected()),
-    }
-    .ok_or_else(expected)?;
+    let d = crate::settings::parse_duration(text)?;
     if d.is_zero() {
         return Err(format!("expected a duration above zero, found `{text}`"));
     }
@@ -435,10 +416,10 @@ mod tests {
                 problems: &[
                     ("failure_rate_threshold", "expected a percentage in (0, 100], found `0`"),
                     ("slow_call_rate_threshold", "expected a percentage in (0, 100], found `150`"),
-                    ("slow_call_duration", "expected a duration such as `60s` or `500ms` (units ms, s, m, h), found `2 s`"),
+                    ("slow_call_duration", "expected a duration such as `30s`, `5m` or `1h`, found `2 s`"),
                     ("minimum_number_of_calls", "expected an integer of at least 1, found `0`"),
                     ("window", "expected a duration above zero, found `0s`"),
-                    ("wait_in_open", "expected a duration such as `60s` or `500ms` (units ms, s, m, h), found `1d`"),
+                    ("wait_in_open", "expected a duration such as `30s`, `5m` or `1h`, found `1d`"),
                     ("permitted_calls_in_half_open", "expected an integer of at least 1, found `0`"),
                     ("shed.latency_p99_ms", "expected milliseconds above 0, found `-1`"),
                     ("shed.rate_margin", "expected a share of at least 0, found `-0.5`"),
@@ -476,19 +457,17 @@ mod tests {
             (
                 "no unit",
                 "60",
-                Err("expected a duration such as `60s` or `500ms` (units ms, s, m, h), found `60`"),
+                Err("expected a duration such as `30s`, `5m` or `1h`, found `60`"),
             ),
             (
                 "no number",
                 "s",
-                Err("expected a duration such as `60s` or `500ms` (units ms, s, m, h), found `s`"),
+                Err("expected a duration such as `30s`, `5m` or `1h`, found `s`"),
             ),
             (
                 "negative",
                 "-1s",
-                Err(
-                    "expected a duration such as `60s` or `500ms` (units ms, s, m, h), found `-1s`",
-                ),
+                Err("expected a duration such as `30s`, `5m` or `1h`, found `-1s`"),
             ),
             (
                 "zero",

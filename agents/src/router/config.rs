@@ -8,7 +8,7 @@ use conclave_runtime::policy::SettingsProblem;
 use conclave_runtime::Target;
 use serde::Deserialize;
 
-use crate::scaler::checked_duration;
+use crate::settings::checked_duration;
 use crate::settings::{parse, problem};
 
 /// EWMA weight of the newest sample: 0.3 forgets a spike within about five reports while

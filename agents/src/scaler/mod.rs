@@ -32,7 +32,6 @@ pub use config::{
 };
 
 // Settings durations, shared with the router until `settings.rs` offers them.
-pub(crate) use config::checked_duration;
 
 use crate::scope::Scope;
 use fallback::Bounds;

@@ -253,15 +253,43 @@ impl Actor for AgentActor {
                 items,
                 start,
             } => {
-                let batch = items.clone();
+                let mut runs = vec![Run {
+                    partition,
+                    topic,
+                    items,
+                    start,
+                }];
+                let mut queued = runs[0].items.len() - start;
+                while queued < COALESCE_MESSAGES {
+                    let Some(Next::Batch {
+                        partition,
+                        topic,
+                        items,
+                        start,
+                    }) = state.args.inbox.try_next_batch()
+                    else {
+                        break;
+                    };
+                    queued += items.len() - start;
+                    runs.push(Run {
+                        partition,
+                        topic,
+                        items,
+                        start,
+                    });
+                }
+                let work: Vec<(Arc<Vec<Telemetry>>, usize)> =
+                    runs.iter().map(|r| (r.items.clone(), r.start)).collect();
                 let result = state
                     .run(move |agent, out, progress| {
                         let mut observed = 0u64;
-                        for (i, t) in batch.iter().enumerate().skip(start) {
-                            if agent.wants(t.kind()) {
-                                progress.store(i, Ordering::SeqCst);
-                                agent.observe(t, out);
-                                observed += 1;
+                        for (r, (items, start)) in work.iter().enumerate() {
+                            for (i, t) in items.iter().enumerate().skip(*start) {
+                                if agent.wants(t.kind()) {
+                                    progress.store(position(r, i), Ordering::SeqCst);
+                                    agent.observe(t, out);
+                                    observed += 1;
+                                }
                             }
                         }
                         observed
@@ -270,17 +298,21 @@ impl Actor for AgentActor {
                 match result {
                     Ok(observed) => state.args.counters.add_observed(state.name(), observed),
                     Err(failure) => {
-                        let at = failure.at();
-                        if let Some(t) = items.get(at) {
-                            state.dead_letter(&topic, t, &failure);
+                        let (r, i) = unpack(failure.at());
+                        if let Some(t) = runs.get(r).and_then(|run| run.items.get(i)) {
+                            state.dead_letter(&runs[r].topic, t, &failure);
                         }
-                        if at + 1 < items.len() {
-                            state.args.inbox.requeue_front(InboxItem::Batch {
-                                partition,
-                                topic,
-                                items,
-                                start: at + 1,
-                            });
+                        // Everything after the poison message goes back, in order.
+                        for (k, run) in runs.into_iter().enumerate().skip(r).rev() {
+                            let start = if k == r { i + 1 } else { run.start };
+                            if start < run.items.len() {
+                                state.args.inbox.requeue_front(InboxItem::Batch {
+                                    partition: run.partition,
+                                    topic: run.topic,
+                                    items: run.items,
+                                    start,
+                                });
+                            }
                         }
                         return Err(Box::new(state.failure_error(failure)));
                     }
@@ -311,6 +343,26 @@ impl Actor for AgentActor {
         myself.send_message(AgentMsg::Pump)?;
         Ok(())
     }
+}
+
+/// Messages handled in one call to the agent when several batches are ready at once.
+const COALESCE_MESSAGES: usize = 4096;
+
+/// A batch (or the rest of one) handed to the agent in one call.
+struct Run {
+    partition: usize,
+    topic: Arc<str>,
+    items: Arc<Vec<Telemetry>>,
+    start: usize,
+}
+
+/// Progress through several runs as one number: run index in the high half.
+fn position(run: usize, item: usize) -> usize {
+    (run << 32) | (item & 0xFFFF_FFFF)
+}
+
+fn unpack(position: usize) -> (usize, usize) {
+    (position >> 32, position & 0xFFFF_FFFF)
 }
 
 /// The stop reason of an agent that finished its work (not restarted).

@@ -4,7 +4,6 @@
 //! A sink never fails its caller. Ingress keeps running whatever the sink does, so a
 //! sink that cannot store a letter counts the failure instead of returning it.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -113,9 +112,6 @@ pub trait DeadLetterSink: Send + Sync + std::fmt::Debug {
     /// Stores one dead letter; never fails the caller (a sink that cannot store counts it).
     fn send(&self, letter: DeadLetter);
 }
-
-/// Counts by reason.
-pub type DeadLetterCounts = BTreeMap<DeadLetterReason, u64>;
 
 /// Keeps dead letters in memory (tests, simulations).
 #[derive(Debug, Default)]

@@ -12,8 +12,7 @@ mod types;
 mod tests;
 
 pub use dead_letter::{
-    DeadLetter, DeadLetterCounts, DeadLetterReason, DeadLetterSink, JsonlDeadLetters,
-    MemoryDeadLetters,
+    DeadLetter, DeadLetterReason, DeadLetterSink, JsonlDeadLetters, MemoryDeadLetters,
 };
 pub use decode::{DecodeError, DecodeLimits, Decoder, Expected, FieldPath, Found};
 pub use types::{
