@@ -251,7 +251,7 @@ fn row(name: &str, targets: usize, f: &Figures) {
     };
     let (rss, hwm) = rss_kib();
     println!(
-        "| {name:<34} | {targets:>7} | {:>9} | {:>12.0} | {:>21} | {:>9} | {:>6} / {:>6} |",
+        "| {name} | {targets} | {} | {:.0} | {} | {} | {} / {} |",
         f.messages,
         rate,
         lat,
@@ -278,11 +278,20 @@ fn main() {
         "pipeline benchmark: {messages} messages per row, {PARTITIONS} partitions, {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("| row                                | targets |  messages |   messages/s | window latency p50/p99 ms | decisions | RSS / peak MiB |");
-    println!("|------------------------------------|--------:|----------:|-------------:|----------------------:|----------:|---------------:|");
+    println!("| row | targets | messages | messages/s | window close -> decided p50 / p99 ms | decisions | RSS / peak MiB |");
+    println!("|---|--:|--:|--:|--:|--:|--:|");
     rt.block_on(async {
         for targets in [20usize, 200] {
+            let (rss_before, _) = rss_kib();
             let seconds = workload(targets, messages);
+            let payload: usize = seconds.iter().flatten().map(|(_, p)| p.len()).sum();
+            let (rss_loaded, _) = rss_kib();
+            println!(
+                "| workload: {targets} targets, {:.0} MiB of payloads held in memory (RSS {} -> {} MiB) | | | | | | |",
+                payload as f64 / 1048576.0,
+                rss_before / 1024,
+                rss_loaded / 1024
+            );
             let policy = Arc::new(
                 conclave_runtime::policy::compile_str(
                     "bench.yaml",
