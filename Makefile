@@ -8,8 +8,9 @@ BIN := target/debug/conclave
 build:
 	$(CARGO) build --workspace --all-targets
 
-## The main job: validate and test the shipped policies, the scripted arbiter demo, then
-## the runtime (four agents on the embedded bus) replaying three minutes of telemetry.
+## The main job: validate and test the shipped policies, the scripted arbiter demo, the
+## runtime (four agents on the embedded bus) replaying three minutes of telemetry, then the
+## flash-sale simulation: the policy against doing nothing, with an HTML report.
 demo: build
 	$(BIN) policy validate policies/*.yaml
 	$(BIN) policy test policies/tests
@@ -18,6 +19,7 @@ demo: build
 	$(BIN) run --policy tests/fixtures/runtime/policy.yaml --telemetry tests/fixtures/runtime/e2e.jsonl \
 		--audit target/demo/run-audit.jsonl --dead-letters target/demo/dead-letters.jsonl \
 		--actions target/demo/actions.log
+	$(BIN) simulate simulations/scenarios/ecommerce-flash-sale.yaml
 
 ## Every test: Rust unit, property and system tests, policy tests, lints, the Pulsar smoke.
 test: lint test-rust test-policies test-pulsar

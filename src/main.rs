@@ -28,6 +28,9 @@ enum Command {
     /// Run the agents and the arbiter on telemetry (JSON Lines from a file or stdin) on the
     /// embedded bus; decisions go to stdout and the audit log.
     Run(commands::run::RunArgs),
+    /// Rehearse a policy on a simulated fleet (scenario file), next to the `none`
+    /// baseline; prints a comparison and writes report.json and report.html.
+    Simulate(commands::simulate::SimulateArgs),
     Demo {
         /// The policy to run under.
         #[arg(long, default_value = "policies/ecommerce.yaml")]
@@ -130,6 +133,7 @@ fn main() -> ExitCode {
         }
         Command::Demo { policy, audit } => commands::demo::run(&policy, &audit),
         Command::Run(args) => commands::run::run(&args),
+        Command::Simulate(args) => commands::simulate::run(&args),
     };
     match result {
         Ok(code) => code,

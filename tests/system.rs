@@ -4,3 +4,4 @@ mod cli_demo;
 mod cli_policy;
 mod golden;
 mod runtime;
+mod simulate;

@@ -5,10 +5,13 @@
 //! their own; the scenario files, the driver that runs the runtime against them, the
 //! baselines and the report are not written yet.
 
+pub mod driver;
 pub mod events;
 pub mod faults;
 pub mod fleet;
 pub mod load;
+pub mod report;
+pub mod scenario;
 mod scripted;
 mod seed;
 

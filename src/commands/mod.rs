@@ -4,3 +4,4 @@ pub mod decisions;
 pub mod demo;
 pub mod policy;
 pub mod run;
+pub mod simulate;

@@ -18,6 +18,8 @@ pub(crate) enum ActuatorMsg {
     Apply(Vec<Decision>),
     /// Flush the actuator, then reply.
     Flush(RpcReplyPort<()>),
+    /// Reply once everything sent before has been carried out.
+    Barrier(RpcReplyPort<()>),
 }
 
 pub(crate) struct ActuatorArgs {
@@ -58,6 +60,9 @@ impl Actor for ActuatorActor {
                         .emit(&state.counters),
                     }
                 }
+            }
+            ActuatorMsg::Barrier(reply) => {
+                let _ = reply.send(());
             }
             ActuatorMsg::Flush(reply) => {
                 if let Err(e) = state.actuator.flush().await {

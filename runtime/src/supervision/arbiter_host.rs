@@ -42,7 +42,8 @@ pub(crate) enum ArbiterMsg {
     AgentRetired(&'static str),
     /// A human override.
     ApplyOverride(Override, RpcReplyPort<Result<Vec<Decision>, OverrideError>>),
-    /// Replies once the window ending at `at` (or a later one) has been decided.
+    /// Replies once the window ending at `at` (or a later one) has been decided, its
+    /// decisions written to the audit log and carried out by the actuator.
     WaitDecided(Timestamp, RpcReplyPort<()>),
     /// Replies once everything received so far is decided and passed on.
     Flush(RpcReplyPort<()>),
@@ -105,7 +106,13 @@ impl ArbiterHostState {
             .partition(|(at, _)| *at <= done);
         self.waiters = waiting;
         for (_, reply) in ready {
-            let _ = reply.send(());
+            // Decided is not enough for a driver stepping a simulation: it needs the
+            // decisions written and carried out, so the answer goes through the audit and
+            // actuator mailboxes, behind this window's work.
+            let _ = self
+                .args
+                .audit
+                .send_message(AuditMsg::Barrier(self.args.actuator.clone(), reply));
         }
     }
 

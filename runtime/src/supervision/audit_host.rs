@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use super::actuator_host::ActuatorMsg;
 use crate::audit::{AuditError, AuditRecord, AuditWriter};
 use crate::events::{AuditWriteFailed, Counters};
 
@@ -18,6 +19,9 @@ pub(crate) enum AuditMsg {
     Append(Vec<AuditRecord>),
     /// Fsync, then reply with the number of the next line.
     Flush(RpcReplyPort<Result<u64, String>>),
+    /// Once everything sent before is written, pass the barrier on to the actuator, which
+    /// answers once everything sent to it before is carried out.
+    Barrier(ActorRef<ActuatorMsg>, RpcReplyPort<()>),
 }
 
 pub(crate) struct AuditArgs {
@@ -95,6 +99,12 @@ impl Actor for AuditActor {
                         let e = std::io::Error::other("the audit writer was lost after a panic");
                         AuditWriteFailed { error: &e }.emit(&state.counters);
                     }
+                }
+            }
+            AuditMsg::Barrier(actuator, reply) => {
+                if let Err(e) = actuator.send_message(ActuatorMsg::Barrier(reply)) {
+                    // The actuator is gone; the waiter's call fails and says so.
+                    drop(e);
                 }
             }
             AuditMsg::Flush(reply) => {

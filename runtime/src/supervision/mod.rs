@@ -299,7 +299,8 @@ impl Runtime {
         }
     }
 
-    /// Waits until the decision window ending at `at` (or a later one) is decided. With a
+    /// Waits until the decision window ending at `at` (or a later one) is decided, audited
+    /// and carried out by the actuator. With a
     /// simulated clock this is how a driver steps the runtime: publish a window's
     /// telemetry and its watermark, then wait for its decisions.
     ///

@@ -1,0 +1,526 @@
+//! Runs a scenario: the simulated fleet under the scenario's load and faults, either alone
+//! (`none`: static replicas, nothing intervenes) or driven by the real runtime — the same
+//! agents, arbiter, policy and audit log as in production — on the simulated clock through
+//! the embedded bus (`policy`). Every run sees identical load, faults and events.
+//!
+//! Per step: apply the faults in force, step the fleet, publish its telemetry and this
+//! step's event samples, publish a watermark; at each decision-window boundary, wait for the
+//! window's decisions and apply the enacted ones to the fleet. The fleet reacts to a
+//! decision from the next step on, and new replicas start cold.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use conclave_runtime::audit::{AuditWriter, FsyncPolicy};
+use conclave_runtime::bus::{BusConfig, EmbeddedBus, OverloadPolicy, TelemetrySource};
+use conclave_runtime::telemetry::{encode, MemoryDeadLetters, Telemetry};
+use conclave_runtime::{Decision, Policy, Runtime, RuntimeConfig, SimClock, Timestamp, Tuning};
+use tokio::sync::mpsc;
+
+use crate::faults::Fault;
+use crate::fleet::{ActionQueue, Fleet, FleetActuator, FleetError};
+use crate::report::{
+    ComplianceScore, DecisionMark, Incident, Report, RunReport, ServiceSeries, ServiceTotals,
+    Totals,
+};
+use crate::scenario::Scenario;
+
+const TOPIC: &str = "telemetry";
+/// Decisions kept for the report's timeline.
+const MAX_DECISION_MARKS: usize = 2_000;
+
+/// Which run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    /// Static replicas, no agent: what happens when nothing intervenes.
+    None,
+    /// The policy's agents through the real runtime.
+    Policy,
+}
+
+impl RunKind {
+    /// The run's name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::None => "none",
+            RunKind::Policy => "policy",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            RunKind::None => "static replicas, nothing intervenes",
+            RunKind::Policy => "the policy's agents through the runtime",
+        }
+    }
+}
+
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The fleet refused a step or a fault.
+    #[error("the fleet refused the simulation at {at}")]
+    Fleet {
+        /// Simulated time.
+        at: Timestamp,
+        /// Why.
+        #[source]
+        source: FleetError,
+    },
+    /// The runtime failed.
+    #[error("the runtime failed")]
+    Runtime(#[from] conclave_runtime::RuntimeError),
+    /// The audit log could not be opened.
+    #[error("cannot open the run's audit log")]
+    Audit(#[from] conclave_runtime::audit::AuditError),
+    /// The agents' settings are wrong (cannot happen for a policy that compiled).
+    #[error("agent settings: {0}")]
+    Agents(String),
+    /// The bus closed under the driver.
+    #[error("the bus closed during the run")]
+    Bus(#[from] conclave_runtime::bus::BusError),
+}
+
+/// Called after every step with (steps done, steps in all); drives a progress bar.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// Accumulates a run's figures from fleet snapshots.
+struct Tally {
+    step_s: f64,
+    sample_every: u64,
+    key: Vec<String>,
+    services: BTreeMap<String, ServiceTotals>,
+    series: BTreeMap<String, ServiceSeries>,
+    arrived_before: BTreeMap<String, f64>,
+    incidents: Vec<Incident>,
+    open_incident: Option<Incident>,
+    worst_p99: f64,
+}
+
+impl Tally {
+    fn new(scenario: &Scenario, fleet: &Fleet) -> Self {
+        let step_s = scenario.step.as_secs_f64();
+        let slo: BTreeMap<&str, f64> = scenario
+            .fleet
+            .services
+            .iter()
+            .map(|s| (s.name.as_str(), s.slo_p99_ms))
+            .collect();
+        let services = fleet
+            .service_names()
+            .map(|n| {
+                (
+                    n.to_string(),
+                    ServiceTotals {
+                        name: n.to_string(),
+                        slo_violation_minutes: 0.0,
+                        replica_hours: 0.0,
+                        peak_replicas: 0,
+                        worst_p99_ms: 0.0,
+                        slo_p99_ms: slo.get(n).copied().unwrap_or(0.0),
+                    },
+                )
+            })
+            .collect();
+        let series = scenario
+            .key_services
+            .iter()
+            .map(|n| {
+                (
+                    n.clone(),
+                    ServiceSeries {
+                        name: n.clone(),
+                        slo_p99_ms: slo.get(n.as_str()).copied().unwrap_or(0.0),
+                        t_s: Vec::new(),
+                        load: Vec::new(),
+                        replicas: Vec::new(),
+                        p99_ms: Vec::new(),
+                        error_rate: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        // About 2,000 points per series whatever the run's length.
+        let steps = (scenario.duration.as_secs_f64() / step_s).ceil() as u64;
+        Tally {
+            step_s,
+            sample_every: (steps / 2_000).max(1),
+            key: scenario.key_services.clone(),
+            services,
+            series,
+            arrived_before: BTreeMap::new(),
+            incidents: Vec::new(),
+            open_incident: None,
+            worst_p99: 0.0,
+        }
+    }
+
+    fn record(&mut self, step: u64, t_s: f64, fleet: &Fleet) {
+        let mut breaching = Vec::new();
+        let sample = step.is_multiple_of(self.sample_every);
+        for s in fleet.snapshot() {
+            let replicas = s.ready_replicas + s.starting_replicas;
+            let arrived =
+                s.ledger.arrived - self.arrived_before.get(&s.service).copied().unwrap_or(0.0);
+            self.arrived_before
+                .insert(s.service.clone(), s.ledger.arrived);
+            if let Some(t) = self.services.get_mut(&s.service) {
+                if s.is_breaching {
+                    t.slo_violation_minutes += self.step_s / 60.0;
+                }
+                t.replica_hours = s.replica_seconds / 3600.0;
+                t.peak_replicas = t.peak_replicas.max(replicas);
+                t.worst_p99_ms = t.worst_p99_ms.max(s.latency_p99_ms);
+            }
+            self.worst_p99 = self.worst_p99.max(s.latency_p99_ms);
+            if s.is_breaching {
+                breaching.push(s.service.clone());
+            }
+            if sample && self.key.contains(&s.service) {
+                if let Some(series) = self.series.get_mut(&s.service) {
+                    series.t_s.push(t_s);
+                    series.load.push(arrived / self.step_s);
+                    series.replicas.push(f64::from(replicas));
+                    series.p99_ms.push(s.latency_p99_ms);
+                    series.error_rate.push(s.error_rate);
+                }
+            }
+        }
+        // An incident: two or more services breaching at once, from the first such step
+        // to the last.
+        if breaching.len() >= 2 {
+            let inc = self.open_incident.get_or_insert_with(|| Incident {
+                start_s: t_s - self.step_s,
+                end_s: t_s,
+                services: Vec::new(),
+            });
+            inc.end_s = t_s;
+            let mut all: BTreeSet<String> = inc.services.drain(..).collect();
+            all.extend(breaching);
+            inc.services = all.into_iter().collect();
+        } else if let Some(inc) = self.open_incident.take() {
+            self.incidents.push(inc);
+        }
+    }
+
+    fn finish(
+        mut self,
+        kind: RunKind,
+        fleet: &Fleet,
+        decisions: BTreeMap<String, u64>,
+        marks: Vec<DecisionMark>,
+        dead_lettered: u64,
+        compliance: Option<ComplianceScore>,
+    ) -> RunReport {
+        if let Some(inc) = self.open_incident.take() {
+            self.incidents.push(inc);
+        }
+        let snap = fleet.snapshot();
+        let totals = Totals {
+            slo_violation_minutes: self
+                .services
+                .values()
+                .map(|s| s.slo_violation_minutes)
+                .sum(),
+            incidents: self.incidents.len() as u64,
+            arrived: snap.iter().map(|s| s.ledger.arrived).sum(),
+            failed: snap.iter().map(|s| s.ledger.failed).sum(),
+            dropped: snap.iter().map(|s| s.ledger.dropped()).sum(),
+            worst_p99_ms: self.worst_p99,
+            replica_hours: snap.iter().map(|s| s.replica_seconds).sum::<f64>() / 3600.0,
+            cost: fleet.total_cost(),
+            decisions,
+            dead_lettered,
+            compliance,
+        };
+        RunReport {
+            name: kind.as_str().to_string(),
+            description: kind.description().to_string(),
+            totals,
+            services: self.services.into_values().collect(),
+            series: self.series.into_values().collect(),
+            incidents: self.incidents,
+            decisions: marks,
+        }
+    }
+}
+
+/// Per producer: did it send a violation, and was it quarantined by the end.
+#[derive(Default)]
+struct ComplianceTally {
+    violators: BTreeSet<String>,
+    producers: BTreeSet<String>,
+}
+
+impl ComplianceTally {
+    fn score(&self, fleet: &Fleet) -> ComplianceScore {
+        let quarantined: BTreeSet<&String> = self
+            .producers
+            .iter()
+            .filter(|p| fleet.is_quarantined(p))
+            .collect();
+        let caught = quarantined
+            .iter()
+            .filter(|p| self.violators.contains(**p))
+            .count() as u64;
+        let false_positives = quarantined.len() as u64 - caught;
+        let violations = self.violators.len() as u64;
+        ComplianceScore {
+            violations,
+            caught,
+            false_positives,
+            recall: if violations == 0 {
+                1.0
+            } else {
+                caught as f64 / violations as f64
+            },
+            precision: if quarantined.is_empty() {
+                1.0
+            } else {
+                caught as f64 / quarantined.len() as f64
+            },
+        }
+    }
+}
+
+fn fleet_err(at: Timestamp) -> impl FnOnce(FleetError) -> SimError {
+    move |source| SimError::Fleet { at, source }
+}
+
+fn mark(d: &Decision, start: Timestamp) -> DecisionMark {
+    DecisionMark {
+        t_s: d.at.since(start).as_secs_f64(),
+        agent: d.agent.clone(),
+        target: d.target.to_string(),
+        outcome: d.outcome.name().to_string(),
+        action: d.action.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+    }
+}
+
+/// Runs `kind` over `scenario`; the policy run writes its audit log to `audit`.
+///
+/// # Errors
+/// [`SimError`] when the fleet, the runtime or the audit log fails.
+pub async fn run(
+    scenario: &Scenario,
+    policy: &Arc<Policy>,
+    kind: RunKind,
+    audit: &Path,
+    progress: Progress<'_>,
+) -> Result<RunReport, SimError> {
+    let start = scenario.start;
+    let mut fleet =
+        Fleet::try_new(&scenario.fleet, scenario.seed_value).map_err(fleet_err(start))?;
+    let mut tally = Tally::new(scenario, &fleet);
+    let mut events = scenario.event_generator();
+    let mut compliance = ComplianceTally::default();
+    let mut event_credit = 0.0;
+    let mut poison_rng = scenario.seed.rng("faults/poison");
+
+    let clock = Arc::new(SimClock::new(start));
+    let queue = ActionQueue::new();
+    let bus = EmbeddedBus::new(BusConfig {
+        partitions: 1,
+        capacity: 1 << 20,
+        overload: OverloadPolicy::Block,
+    });
+    let (tap_tx, mut tap) = mpsc::unbounded_channel::<Decision>();
+    let dead = Arc::new(MemoryDeadLetters::default());
+    let runtime = if kind == RunKind::Policy {
+        let specs = conclave_agents::agent_specs(policy).map_err(|e| {
+            SimError::Agents(
+                e.iter()
+                    .map(|(a, p)| format!("{a}.{}: {}", p.path, p.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        let sources: Vec<Box<dyn TelemetrySource>> = bus
+            .subscribe(TOPIC)
+            .into_iter()
+            .map(|s| Box::new(s) as Box<dyn TelemetrySource>)
+            .collect();
+        if audit.exists() {
+            // A fresh log per run; a leftover one would continue its numbering.
+            let _ = std::fs::remove_file(audit);
+        }
+        Some(
+            Runtime::start(RuntimeConfig {
+                policy: policy.clone(),
+                agents: specs,
+                sources,
+                audit: AuditWriter::open(audit, FsyncPolicy::Never, clock.clone())?,
+                actuator: Box::new(FleetActuator::new(queue.clone())),
+                dead_letters: dead.clone(),
+                clock: clock.clone(),
+                decision_tap: Some(tap_tx),
+                tuning: Tuning::default(),
+            })
+            .await?,
+        )
+    } else {
+        drop(tap_tx);
+        None
+    };
+    let producer = bus.producer(TOPIC);
+    let window_ms = i64::try_from(policy.arbiter().window().as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    if runtime.is_some() {
+        producer.publish_watermark(start).await?;
+    }
+
+    let steps = (scenario.duration.as_secs_f64() / scenario.step.as_secs_f64()).ceil() as u64;
+    let mut marks = Vec::new();
+    for step in 1..=steps {
+        let since = scenario.step * u32::try_from(step).unwrap_or(u32::MAX);
+        let now = start.plus(since);
+        let fx = scenario.faults.fleet_effects_at(since);
+        for (service, factor) in fx.slowdowns() {
+            fleet
+                .set_slowdown(service, factor)
+                .map_err(fleet_err(now))?;
+        }
+        for (service, extra) in fx.extra_error_rates() {
+            fleet
+                .set_error_rate(service, extra)
+                .map_err(fleet_err(now))?;
+        }
+        for (region, down) in fx.regions() {
+            fleet
+                .set_region_down(region, down)
+                .map_err(fleet_err(now))?;
+        }
+        let loads: BTreeMap<String, f64> = scenario
+            .load
+            .iter()
+            .map(|(name, m)| (name.clone(), m.rate_at(since)))
+            .collect();
+        fleet
+            .step(now, scenario.step, &loads)
+            .map_err(fleet_err(now))?;
+
+        let active = scenario.faults.active_at(since);
+        let poison: Vec<_> = active
+            .iter()
+            .filter_map(|f| match &f.fault {
+                Fault::PoisonTelemetry(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        let schema_changes: Vec<_> = active
+            .iter()
+            .filter_map(|f| match &f.fault {
+                Fault::SchemaChange(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        // What goes on the bus for one telemetry message: a poison burst in force may
+        // replace it with broken bytes (which the runtime must dead-letter and survive).
+        let mut wire = |t: Telemetry| -> Bytes {
+            for p in &poison {
+                if let Some((_, bytes)) = p.corrupt(&t, &mut poison_rng) {
+                    return Bytes::from(bytes);
+                }
+            }
+            Bytes::from(encode(&t))
+        };
+        if let Some((rate, generator)) = events.as_mut() {
+            event_credit += *rate * scenario.step.as_secs_f64();
+            while event_credit >= 1.0 {
+                event_credit -= 1.0;
+                let e = generator.next_event(now);
+                compliance.producers.insert(e.event.producer.clone());
+                if e.truth.is_violation() {
+                    compliance.violators.insert(e.event.producer.clone());
+                }
+                if runtime.is_some() && !fleet.is_quarantined(&e.event.producer) {
+                    let mut event = e.event;
+                    for c in &schema_changes {
+                        c.apply(&mut event);
+                    }
+                    let key = event.topic.clone();
+                    producer
+                        .publish(&key, wire(Telemetry::Event(event)))
+                        .await?;
+                }
+            }
+        }
+        if let Some(rt) = &runtime {
+            clock.set(now);
+            for m in fleet.metrics(now) {
+                let key = m.service.clone();
+                producer.publish(&key, wire(Telemetry::Metrics(m))).await?;
+            }
+            // Telemetry at `now` belongs to the window ending after it; the watermark
+            // just past `now` closes the windows up to and including `now`.
+            producer.publish_watermark(now).await?;
+            if now.as_millis().rem_euclid(window_ms) == 0 {
+                rt.decided_through(now).await?;
+                for (action, error) in fleet.apply_queued(&queue, now) {
+                    tracing::debug!(target_name = %action.target, error = %error, "The fleet refused an action.");
+                }
+            }
+            while let Ok(d) = tap.try_recv() {
+                if marks.len() < MAX_DECISION_MARKS {
+                    marks.push(mark(&d, start));
+                }
+            }
+        }
+        tally.record(step, since.as_secs_f64(), &fleet);
+        progress(step, steps);
+    }
+
+    let (decisions, dead_lettered) = match runtime {
+        Some(rt) => {
+            bus.close(TOPIC);
+            let report = rt.shutdown().await?;
+            (
+                report
+                    .counters
+                    .decisions
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect(),
+                report.counters.dead_lettered_total(),
+            )
+        }
+        None => (BTreeMap::new(), 0),
+    };
+    while let Ok(d) = tap.try_recv() {
+        if marks.len() < MAX_DECISION_MARKS {
+            marks.push(mark(&d, start));
+        }
+    }
+    let score = events.as_ref().map(|_| compliance.score(&fleet));
+    Ok(tally.finish(kind, &fleet, decisions, marks, dead_lettered, score))
+}
+
+/// Runs every kind over `scenario` and assembles the report. Audit logs of policy runs go
+/// to `out_dir/<run>-audit.jsonl`.
+///
+/// # Errors
+/// As [`run`].
+pub async fn simulate(
+    scenario: &Scenario,
+    policy: &Arc<Policy>,
+    kinds: &[RunKind],
+    out_dir: &Path,
+    progress: Progress<'_>,
+) -> Result<Report, SimError> {
+    let mut runs = Vec::new();
+    for kind in kinds {
+        let audit = out_dir.join(format!("{}-audit.jsonl", kind.as_str()));
+        runs.push(run(scenario, policy, *kind, &audit, progress).await?);
+    }
+    Ok(Report {
+        scenario: scenario.name.clone(),
+        seed: scenario.seed_value,
+        duration_s: scenario.duration.as_secs_f64(),
+        step_s: scenario.step.as_secs_f64(),
+        key_services: scenario.key_services.clone(),
+        runs,
+    })
+}

@@ -1,0 +1,113 @@
+//! `conclave simulate`: rehearse a policy on a simulated fleet, next to what happens when
+//! nothing intervenes, and write `report.json` and `report.html`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use conclave_agents::Catalog;
+use conclave_runtime::policy;
+use conclave_sim::driver::{simulate, RunKind};
+use conclave_sim::{report, scenario};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// `conclave simulate` options.
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// The scenario file.
+    pub scenario: PathBuf,
+    /// Run the scenario under this policy instead of the one it names.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Where `report.json`, `report.html` and the runs' audit logs go
+    /// (default `target/simulate/<scenario name>`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where relative trace paths in the scenario resolve.
+    #[arg(long, default_value = "simulations/traces")]
+    pub traces: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn print_errors(errors: &[conclave_runtime::PolicyError]) {
+    for e in errors {
+        println!("{e}");
+    }
+}
+
+/// Runs the scenario's baselines and the policy, prints the comparison, writes reports.
+pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+    let scenario = match scenario::load(&args.scenario, &args.traces) {
+        Ok(s) => s,
+        Err(errors) => {
+            print_errors(&errors);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let policy_path = args
+        .policy
+        .clone()
+        .unwrap_or_else(|| scenario.policy.clone());
+    let policy = match policy::load(&policy_path, &Catalog) {
+        Ok(p) => Arc::new(p),
+        Err(errors) => {
+            print_errors(&errors);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("target/simulate").join(&scenario.name));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating `{}`", out.display()))?;
+
+    let kinds = [RunKind::None, RunKind::Policy];
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>8} [{bar:40}] {pos}/{len} steps ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let run_index = std::sync::atomic::AtomicU64::new(0);
+    let progress = |done: u64, total: u64| {
+        if done == 1 {
+            let i = run_index.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize;
+            bar.set_prefix(kinds.get(i).map_or("", |k| k.as_str()));
+            bar.set_length(total);
+        }
+        if done.is_multiple_of(64) || done == total {
+            bar.set_position(done);
+        }
+    };
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = tokio.block_on(simulate(&scenario, &policy, &kinds, &out, &progress))?;
+    bar.finish_and_clear();
+
+    let json = serde_json::to_string_pretty(&report).context("encoding the report")?;
+    let json_path = out.join("report.json");
+    std::fs::write(&json_path, json + "\n")
+        .with_context(|| format!("writing `{}`", json_path.display()))?;
+    let html_path = out.join("report.html");
+    std::fs::write(&html_path, report::render_html(&report))
+        .with_context(|| format!("writing `{}`", html_path.display()))?;
+    println!(
+        "Scenario `{}` (seed {}) under policy `{}`:",
+        scenario.name,
+        scenario.seed_value,
+        policy.name()
+    );
+    print!("{}", report::render_table(&report));
+    println!("report: {}", html_path.display());
+    println!("data:   {}", json_path.display());
+    Ok(ExitCode::SUCCESS)
+}
