@@ -18,7 +18,7 @@ async fn flash_sale(out: &std::path::Path) -> Report {
     simulate(
         &s,
         &policy,
-        &[RunKind::None, RunKind::Policy],
+        &[RunKind::None, RunKind::Policy, RunKind::Oracle],
         out,
         &|_, _| {},
     )
@@ -59,6 +59,10 @@ async fn the_flash_sale_is_deterministic_and_the_policy_beats_doing_nothing() {
         "the flash sale hurts when nothing acts"
     );
     assert!(policy.slo_violation_minutes < none.slo_violation_minutes);
+    let oracle = &a.runs[2].totals;
+    assert_eq!(a.runs[2].name, "oracle");
+    assert!(oracle.slo_violation_minutes < none.slo_violation_minutes);
+    assert!(oracle.slo_violation_minutes <= policy.slo_violation_minutes);
 }
 
 #[test]

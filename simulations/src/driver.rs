@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::faults::Fault;
 use crate::fleet::{ActionQueue, Fleet, FleetActuator, FleetError};
+use crate::oracle::OraclePlan;
 use crate::report::{
     ComplianceScore, DecisionMark, Incident, Report, RunReport, ServiceSeries, ServiceTotals,
     Totals,
@@ -28,6 +29,8 @@ use crate::report::{
 use crate::scenario::Scenario;
 
 const TOPIC: &str = "telemetry";
+/// The oracle provisions for this utilization (the scaler's usual CPU target).
+const ORACLE_UTILIZATION: f64 = 0.7;
 /// Decisions kept for the report's timeline.
 const MAX_DECISION_MARKS: usize = 2_000;
 
@@ -38,6 +41,10 @@ pub enum RunKind {
     None,
     /// The policy's agents through the real runtime.
     Policy,
+    /// A scaler with perfect foresight of every service's load (see [`crate::oracle`]):
+    /// replicas ready a cold start ahead of each spike, released right after; no other
+    /// action. The lower bound on violations for its cost.
+    Oracle,
 }
 
 impl RunKind {
@@ -46,6 +53,7 @@ impl RunKind {
         match self {
             RunKind::None => "none",
             RunKind::Policy => "policy",
+            RunKind::Oracle => "oracle",
         }
     }
 
@@ -53,6 +61,7 @@ impl RunKind {
         match self {
             RunKind::None => "static replicas, nothing intervenes",
             RunKind::Policy => "the policy's agents through the runtime",
+            RunKind::Oracle => "perfect-foresight scaler at 70 % utilization",
         }
     }
 }
@@ -373,10 +382,35 @@ pub async fn run(
     }
 
     let steps = (scenario.duration.as_secs_f64() / scenario.step.as_secs_f64()).ceil() as u64;
+    let plan = match kind {
+        RunKind::Oracle => {
+            Some(OraclePlan::compute(scenario, ORACLE_UTILIZATION).map_err(fleet_err(start))?)
+        }
+        _ => None,
+    };
+    let mut planned: BTreeMap<String, u32> = BTreeMap::new();
     let mut marks = Vec::new();
     for step in 1..=steps {
         let since = scenario.step * u32::try_from(step).unwrap_or(u32::MAX);
         let now = start.plus(since);
+        if let Some(plan) = &plan {
+            let before = now.minus(scenario.step);
+            for service in plan.services() {
+                let Some(r) = plan.replicas_at(service, step) else {
+                    continue;
+                };
+                if planned.get(service) != Some(&r) {
+                    planned.insert(service.to_string(), r);
+                    fleet
+                        .apply(
+                            &conclave_runtime::Action::Scale { replicas: r },
+                            &conclave_runtime::Target::new(service),
+                            before,
+                        )
+                        .map_err(fleet_err(before))?;
+                }
+            }
+        }
         let fx = scenario.faults.fleet_effects_at(since);
         for (service, factor) in fx.slowdowns() {
             fleet

@@ -64,7 +64,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| Path::new("target/simulate").join(&scenario.name));
     std::fs::create_dir_all(&out).with_context(|| format!("creating `{}`", out.display()))?;
 
-    let kinds = [RunKind::None, RunKind::Policy];
+    let kinds = [RunKind::None, RunKind::Policy, RunKind::Oracle];
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {

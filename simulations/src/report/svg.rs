@@ -508,8 +508,9 @@ fn open_chart(
     Ok(frame)
 }
 
-/// The time axis: vertical grid lines, the base line and the tick labels.
-fn write_time_axis(out: &mut String, frame: &Frame, axis: &Axis) -> fmt::Result {
+/// A horizontal axis (time, or cost): vertical grid lines, the base line and the tick
+/// labels.
+fn write_x_axis(out: &mut String, frame: &Frame, axis: &Axis) -> fmt::Result {
     let sx = Scale::of(axis, frame.x0(), frame.x1());
     write_vertical_grid(out, frame, axis, &sx)?;
     write!(
@@ -764,7 +765,7 @@ pub(crate) fn load_chart(
     let time = time_axis(t_max);
     write_value_axis(out, &frame, &replicas_axis, Side::Left, "replicas", true)?;
     write_value_axis(out, &frame, &load_axis, Side::Right, "req/s", false)?;
-    write_time_axis(out, &frame, &time)?;
+    write_x_axis(out, &frame, &time)?;
 
     let sx = Scale::of(&time, frame.x0(), frame.x1());
     let Some(load) = load else {
@@ -837,7 +838,7 @@ pub(crate) fn latency_chart(
     };
     write_value_axis(out, &frame, &axis, Side::Left, title, true)?;
     let time = time_axis(t_max);
-    write_time_axis(out, &frame, &time)?;
+    write_x_axis(out, &frame, &time)?;
     let sx = Scale::of(&time, frame.x0(), frame.x1());
     let sy = Scale::of(&axis, frame.y1(), frame.y0());
     if slo {
@@ -919,7 +920,7 @@ pub(crate) fn timeline_chart(
     }));
     let frame = open_chart(out, left, title, &legend, LANE * lanes.len().max(1) as f64)?;
     let time = time_axis(t_max);
-    write_time_axis(out, &frame, &time)?;
+    write_x_axis(out, &frame, &time)?;
     let sx = Scale::of(&time, frame.x0(), frame.x1());
     for (i, lane) in lanes.iter().enumerate() {
         let top = frame.y0() + i as f64 * LANE;
@@ -1014,24 +1015,7 @@ pub(crate) fn cost_chart(out: &mut String, left: f64, bars: &[CostBar<'_>]) -> f
     let max = finite_max(bars.iter().map(|b| b.cost)).unwrap_or(0.0);
     let axis = linear_axis(0.0, if max > 0.0 { max } else { 1.0 }, 6);
     let sx = Scale::of(&axis, frame.x0(), frame.x1());
-    write_vertical_grid(out, &frame, &axis, &sx)?;
-    write!(
-        out,
-        r#"<g class="axis"><path d="M{},{}H{}" stroke="{AXIS_COLOR}" fill="none"/>"#,
-        C(frame.x0()),
-        C(frame.y1()),
-        C(frame.x1())
-    )?;
-    for (v, label) in &axis.ticks {
-        write!(
-            out,
-            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-            C(sx.map(*v)),
-            C(frame.y1() + 16.0),
-            Esc(label)
-        )?;
-    }
-    out.push_str("</g>");
+    write_x_axis(out, &frame, &axis)?;
     for (i, bar) in bars.iter().enumerate() {
         let top = frame.y0() + i as f64 * LANE;
         let label = fixed(bar.cost, 2);
