@@ -20,6 +20,7 @@ async fn flash_sale(out: &std::path::Path) -> Report {
         &policy,
         &[RunKind::None, RunKind::Policy, RunKind::Oracle],
         out,
+        None,
         &|_, _| {},
     )
     .await
@@ -87,4 +88,63 @@ fn broken_scenarios_get_located_errors() {
         "scenario/semantic.txt",
         &(messages("semantic.yaml").join("\n") + "\n"),
     );
+}
+
+#[test]
+fn a_recorded_run_replays_through_conclave_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let record = dir.path().join("rec");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args(["simulate", FLASH_SALE, "--quiet", "--out"])
+        .arg(dir.path().join("out"))
+        .arg("--record")
+        .arg(&record)
+        .current_dir(root())
+        .output()
+        .expect("conclave simulate runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for run in ["none", "policy", "oracle"] {
+        for file in ["telemetry.jsonl", "truth.jsonl", "fleet.jsonl"] {
+            let len = std::fs::metadata(record.join(run).join(file)).map_or(0, |m| m.len());
+            assert!(len > 0, "{run}/{file} is empty");
+        }
+    }
+    // Every event label has a matching event in the telemetry the run sent.
+    let truth = std::fs::read_to_string(record.join("none/truth.jsonl")).expect("truth");
+    // (Poisoned lines may not be UTF-8: read bytes.)
+    let telemetry = std::fs::read(record.join("none/telemetry.jsonl")).expect("telemetry");
+    let telemetry = String::from_utf8_lossy(&telemetry);
+    let events = telemetry
+        .lines()
+        .filter(|l| l.contains(r#""type":"event""#))
+        .count();
+    assert_eq!(events, truth.lines().count());
+    // The policy run's telemetry replays in event time; the 300 poisoned lines from the
+    // broken-exporter fault are dead-lettered again.
+    let replay = std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args([
+            "run",
+            "--quiet",
+            "--policy",
+            "policies/ecommerce.yaml",
+            "--telemetry",
+        ])
+        .arg(record.join("policy/telemetry.jsonl"))
+        .arg("--audit")
+        .arg(dir.path().join("replay-audit.jsonl"))
+        .arg("--dead-letters")
+        .arg(dir.path().join("replay-dead.jsonl"))
+        .arg("--actions")
+        .arg(dir.path().join("replay-actions.log"))
+        .current_dir(root())
+        .output()
+        .expect("conclave run runs");
+    let stderr = String::from_utf8_lossy(&replay.stderr);
+    assert_eq!(replay.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(", 300 dead-lettered ("), "{stderr}");
 }

@@ -163,8 +163,8 @@ LAYER = {
 }
 # Per-service overrides of the layer defaults.
 OVERRIDES = {
-    "card-auth": dict(cap=60.0, lat=8.0, retry=2, inflight=32),
-    "payment-orchestrator": dict(cap=40.0, lat=10.0, retry=3, inflight=32),
+    "card-auth": dict(cap=60.0, lat=8.0, retry=1, inflight=32),
+    "payment-orchestrator": dict(cap=40.0, lat=10.0, retry=2, inflight=32),
     "fraud-scoring": dict(cap=30.0, lat=20.0, inflight=16),
     "risk-models": dict(cap=25.0, lat=30.0, cold=120, cost=0.40),
     "credit-bureau-proxy": dict(cap=15.0, lat=150.0, retry=1),
@@ -173,7 +173,7 @@ OVERRIDES = {
     "document-service": dict(lat=25.0),
     "hsm": dict(cap=150.0, lat=6.0, cold=900, cost=1.20),
     "ledger": dict(cap=200.0, lat=4.0, cold=300, cost=0.50),
-    "ledger-posting": dict(cap=50.0, lat=8.0, retry=3, inflight=32),
+    "ledger-posting": dict(cap=50.0, lat=8.0, retry=2, inflight=32),
     "fraud-feature-store": dict(cap=500.0, lat=2.0),
     "session-store": dict(cap=800.0, lat=1.0),
     "balances-cache": dict(cap=800.0, lat=1.0),
@@ -187,6 +187,14 @@ CROSS_REGION_MS = 80.0
 
 # Peak utilization the static fleet is sized for, at the diurnal peak.
 SIZING_UTILIZATION = 0.6
+# The card path is provisioned for card-network peaks (about 4x its diurnal peak), except
+# fraud scoring and its model serving, which are expensive and sized like the rest: the
+# card-testing attacks land on them.
+CARD_PATH = {"cards-gw", "card-auth", "card-tokenization", "token-vault", "card-vault", "hsm",
+             "limits", "balances", "balances-cache", "ledger-posting", "ledger", "notifications",
+             "account-store", "idempotency-store", "outbox", "audit-trail", "audit-store",
+             "event-log"}
+CARD_PATH_UTILIZATION = 0.25
 # Fewest replicas of any service (the policy's min_replicas is 3).
 MIN_REPLICAS = 3
 
@@ -339,7 +347,8 @@ def main():
     for s in services.values():
         peak = sum(base[m] * market_peak(m) * s.rate[m] for m in MARKETS)
         s.peak = peak
-        s.replicas = max(MIN_REPLICAS, math.ceil(peak / (s.cap * SIZING_UTILIZATION)))
+        util = CARD_PATH_UTILIZATION if s.family in CARD_PATH else SIZING_UTILIZATION
+        s.replicas = max(MIN_REPLICAS, math.ceil(peak / (s.cap * util)))
         total_replicas += s.replicas
         # Objectives: room for queueing at peak and a retry on top of the unloaded p99.
         s.slo = round_to(max(2.0 * p99[s.name] + 60.0, 100.0), 50)

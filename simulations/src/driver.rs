@@ -90,6 +90,110 @@ pub enum SimError {
     /// The bus closed under the driver.
     #[error("the bus closed during the run")]
     Bus(#[from] conclave_runtime::bus::BusError),
+    /// A recording could not be written.
+    #[error("cannot write the recording `{path}`")]
+    Record {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Writes what a run saw, for training models (#6) and replaying with `conclave run`:
+/// `telemetry.jsonl` (every metrics and event message, as sent), `truth.jsonl` (each
+/// event's ground-truth label) and `fleet.jsonl` (each service's state at every decision
+/// window: replicas, load, latency, errors, breach).
+struct Recorder {
+    dir: std::path::PathBuf,
+    telemetry: std::io::BufWriter<std::fs::File>,
+    truth: std::io::BufWriter<std::fs::File>,
+    fleet: std::io::BufWriter<std::fs::File>,
+}
+
+/// Which recording file.
+#[derive(Clone, Copy)]
+enum Stream {
+    Telemetry,
+    Truth,
+    Fleet,
+}
+
+impl Stream {
+    fn file(self) -> &'static str {
+        match self {
+            Stream::Telemetry => "telemetry.jsonl",
+            Stream::Truth => "truth.jsonl",
+            Stream::Fleet => "fleet.jsonl",
+        }
+    }
+}
+
+impl Recorder {
+    fn open(dir: &Path) -> Result<Self, SimError> {
+        let create = |s: Stream| {
+            let path = dir.join(s.file());
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::File::create(&path))
+                .map(std::io::BufWriter::new)
+                .map_err(|source| SimError::Record { path, source })
+        };
+        Ok(Recorder {
+            dir: dir.to_path_buf(),
+            telemetry: create(Stream::Telemetry)?,
+            truth: create(Stream::Truth)?,
+            fleet: create(Stream::Fleet)?,
+        })
+    }
+
+    fn line(&mut self, stream: Stream, bytes: &[u8]) -> Result<(), SimError> {
+        use std::io::Write;
+        let w = match stream {
+            Stream::Telemetry => &mut self.telemetry,
+            Stream::Truth => &mut self.truth,
+            Stream::Fleet => &mut self.fleet,
+        };
+        // One message per line: a poison payload with a line break would split in two,
+        // so its breaks are written escaped.
+        let escaped: Vec<u8>;
+        let bytes = if bytes.contains(&b'\n') {
+            escaped = bytes
+                .iter()
+                .flat_map(|&b| {
+                    if b == b'\n' {
+                        vec![b'\\', b'n']
+                    } else {
+                        vec![b]
+                    }
+                })
+                .collect();
+            &escaped[..]
+        } else {
+            bytes
+        };
+        w.write_all(bytes)
+            .and_then(|()| w.write_all(b"\n"))
+            .map_err(|source| SimError::Record {
+                path: self.dir.join(stream.file()),
+                source,
+            })
+    }
+
+    fn finish(mut self) -> Result<(), SimError> {
+        use std::io::Write;
+        for (s, w) in [
+            (Stream::Telemetry, &mut self.telemetry),
+            (Stream::Truth, &mut self.truth),
+            (Stream::Fleet, &mut self.fleet),
+        ] {
+            w.flush().map_err(|source| SimError::Record {
+                path: self.dir.join(s.file()),
+                source,
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// Called after every step with (steps done, steps in all); drives a progress bar.
@@ -317,9 +421,11 @@ pub async fn run(
     policy: &Arc<Policy>,
     kind: RunKind,
     audit: &Path,
+    record: Option<&Path>,
     progress: Progress<'_>,
 ) -> Result<RunReport, SimError> {
     let start = scenario.start;
+    let mut recorder = record.map(Recorder::open).transpose()?;
     let mut fleet =
         Fleet::try_new(&scenario.fleet, scenario.seed_value).map_err(fleet_err(start))?;
     let mut tally = Tally::new(scenario, &fleet);
@@ -470,15 +576,31 @@ pub async fn run(
                 if e.truth.is_violation() {
                     compliance.violators.insert(e.event.producer.clone());
                 }
-                if runtime.is_some() && !fleet.is_quarantined(&e.event.producer) {
+                if let Some(r) = recorder.as_mut() {
+                    let label = serde_json::json!({
+                        "ts": e.event.ts,
+                        "topic": e.event.topic,
+                        "producer": e.event.producer,
+                        "key": e.event.key,
+                        "truth": e.truth.kind().as_str(),
+                        "violation": e.truth.is_violation(),
+                    });
+                    r.line(Stream::Truth, label.to_string().as_bytes())?;
+                }
+                let is_sent = runtime.is_some() || recorder.is_some();
+                if is_sent && !fleet.is_quarantined(&e.event.producer) {
                     let mut event = e.event;
                     for c in &schema_changes {
                         c.apply(&mut event);
                     }
                     let key = event.topic.clone();
-                    producer
-                        .publish(&key, wire(Telemetry::Event(event)))
-                        .await?;
+                    let bytes = wire(Telemetry::Event(event));
+                    if let Some(r) = recorder.as_mut() {
+                        r.line(Stream::Telemetry, &bytes)?;
+                    }
+                    if runtime.is_some() {
+                        producer.publish(&key, bytes).await?;
+                    }
                 }
             }
         }
@@ -486,7 +608,11 @@ pub async fn run(
             clock.set(now);
             for m in fleet.metrics(now) {
                 let key = m.service.clone();
-                producer.publish(&key, wire(Telemetry::Metrics(m))).await?;
+                let bytes = wire(Telemetry::Metrics(m));
+                if let Some(r) = recorder.as_mut() {
+                    r.line(Stream::Telemetry, &bytes)?;
+                }
+                producer.publish(&key, bytes).await?;
             }
             // Telemetry at `now` belongs to the window ending after it; the watermark
             // just past `now` closes the windows up to and including `now`.
@@ -500,6 +626,21 @@ pub async fn run(
             while let Ok(d) = tap.try_recv() {
                 if marks.len() < MAX_DECISION_MARKS {
                     marks.push(mark(&d, start));
+                }
+            }
+        }
+        if let Some(r) = recorder.as_mut() {
+            if runtime.is_none() {
+                // Baseline runs publish nothing; record the telemetry a real fleet would
+                // have sent, so every run can train and replay.
+                for m in fleet.metrics(now) {
+                    r.line(Stream::Telemetry, &encode(&Telemetry::Metrics(m)))?;
+                }
+            }
+            if now.as_millis().rem_euclid(window_ms) == 0 {
+                for snap in fleet.snapshot() {
+                    let line = serde_json::json!({ "ts": now, "service": snap });
+                    r.line(Stream::Fleet, line.to_string().as_bytes())?;
                 }
             }
         }
@@ -528,12 +669,16 @@ pub async fn run(
             marks.push(mark(&d, start));
         }
     }
+    if let Some(r) = recorder {
+        r.finish()?;
+    }
     let score = events.as_ref().map(|_| compliance.score(&fleet));
     Ok(tally.finish(kind, &fleet, decisions, marks, dead_lettered, score))
 }
 
 /// Runs every kind over `scenario` and assembles the report. Audit logs of policy runs go
-/// to `out_dir/<run>-audit.jsonl`.
+/// to `out_dir/<run>-audit.jsonl`; with `record`, each run's telemetry, event labels and
+/// fleet states go to `record/<run>/`.
 ///
 /// # Errors
 /// As [`run`].
@@ -542,12 +687,14 @@ pub async fn simulate(
     policy: &Arc<Policy>,
     kinds: &[RunKind],
     out_dir: &Path,
+    record: Option<&Path>,
     progress: Progress<'_>,
 ) -> Result<Report, SimError> {
     let mut runs = Vec::new();
     for kind in kinds {
         let audit = out_dir.join(format!("{}-audit.jsonl", kind.as_str()));
-        runs.push(run(scenario, policy, *kind, &audit, progress).await?);
+        let rec = record.map(|d| d.join(kind.as_str()));
+        runs.push(run(scenario, policy, *kind, &audit, rec.as_deref(), progress).await?);
     }
     Ok(Report {
         scenario: scenario.name.clone(),

@@ -27,6 +27,11 @@ pub struct SimulateArgs {
     /// Where relative trace paths in the scenario resolve.
     #[arg(long, default_value = "simulations/traces")]
     pub traces: PathBuf,
+    /// Record each run's telemetry, event labels and fleet states under this folder
+    /// (`<run>/telemetry.jsonl` replays with `conclave run --telemetry`; all three are the
+    /// models' training data).
+    #[arg(long)]
+    pub record: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -90,7 +95,14 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let report = tokio.block_on(simulate(&scenario, &policy, &kinds, &out, &progress))?;
+    let report = tokio.block_on(simulate(
+        &scenario,
+        &policy,
+        &kinds,
+        &out,
+        args.record.as_deref(),
+        &progress,
+    ))?;
     bar.finish_and_clear();
 
     let json = serde_json::to_string_pretty(&report).context("encoding the report")?;
@@ -109,5 +121,8 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     print!("{}", report::render_table(&report));
     println!("report: {}", html_path.display());
     println!("data:   {}", json_path.display());
+    if let Some(dir) = &args.record {
+        println!("recorded: {}", dir.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
