@@ -157,7 +157,7 @@ GLOBAL = ["sanctions-list", "fx-rates-feed"]
 # (s), cost per replica-hour, max queue, retry attempts on the service's own calls.
 LAYER = {
     "gateway": dict(cap=150.0, lat=4.0, cold=30, cost=0.10, queue=20000, retry=1),
-    "domain": dict(cap=45.0, lat=12.0, cold=60, cost=0.08, queue=10000, retry=2),
+    "domain": dict(cap=45.0, lat=12.0, cold=60, cost=0.08, queue=10000, retry=1),
     "data": dict(cap=300.0, lat=3.0, cold=180, cost=0.25, queue=20000, retry=1),
     "global": dict(cap=250.0, lat=5.0, cold=120, cost=0.25, queue=20000, retry=1),
 }
@@ -182,6 +182,10 @@ OVERRIDES = {
     "sanctions-list": dict(cap=300.0, lat=6.0),
     "fx-rates-feed": dict(cap=300.0, lat=4.0),
 }
+# Facades in front of the payment orchestrator do not retry it (a payment is not retried
+# blindly; the orchestrator's own retries use the idempotency store), and neither does the
+# acquirer retry card authorizations (the card network has its own deadline).
+NO_RETRY = {"payments", "transfers", "instant-payments", "merchant-acquiring"}
 # Edge-of-network extra latency for a call that leaves its region (ms, one way and back).
 CROSS_REGION_MS = 80.0
 
@@ -241,7 +245,7 @@ class Service:
         self.cold = p["cold"]
         self.cost = p["cost"]
         self.queue = p["queue"]
-        self.retry = p["retry"]
+        self.retry = 1 if family in NO_RETRY else p["retry"]
         self.inflight = p.get("inflight")
         self.deps = []  # (callee Service, calls per request)
         self.rate = {"eu": 0.0, "us": 0.0}  # mean arrivals per 1 req/s of market load

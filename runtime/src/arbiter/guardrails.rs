@@ -19,7 +19,10 @@ pub(crate) fn apply(policy: &Policy, state: &ArbiterState, now: Timestamp, c: &m
     let kind = c.action.kind();
     let clamp = limits.on_violation == OnViolation::Clamp;
 
-    if kind != crate::action::ActionKind::Alert {
+    // Cooldown damps flapping capacity and routing changes. It never holds back a
+    // protective action (open or half-open a breaker, shed, quarantine): a breaker whose
+    // probe failed must re-open at once, not after the cooldown of its last transition.
+    if kind != crate::action::ActionKind::Alert && !c.action.is_protective() {
         if let Some(last) = state.last_acted(&target, kind) {
             let until = last.plus(limits.cooldown);
             if now < until {

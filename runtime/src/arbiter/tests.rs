@@ -478,6 +478,41 @@ fn table_of_rules() {
 }
 
 #[test]
+fn cooldown_never_holds_back_a_protective_action() {
+    let arbiter = Arbiter::new(policy(POLICY));
+    let mut state = ArbiterState::new();
+    let open = Action::Breaker {
+        state: BreakerState::Open,
+    };
+    let half = Action::Breaker {
+        state: BreakerState::HalfOpen,
+    };
+    let closed = Action::Breaker {
+        state: BreakerState::Closed,
+    };
+    let d = arbiter.decide(
+        &mut state,
+        t(0),
+        vec![prop("a", "breaker", "web", open.clone())],
+    );
+    assert_eq!(d[0].outcome, Outcome::Enacted);
+    let d = arbiter.decide(&mut state, t(20), vec![prop("b", "breaker", "web", half)]);
+    assert_eq!(d[0].outcome, Outcome::Enacted, "half-open within 60 s");
+    let d = arbiter.decide(&mut state, t(40), vec![prop("c", "breaker", "web", open)]);
+    assert_eq!(
+        d[0].outcome,
+        Outcome::Enacted,
+        "re-open after a failed probe"
+    );
+    let d = arbiter.decide(&mut state, t(50), vec![prop("d", "breaker", "web", closed)]);
+    assert_eq!(
+        d[0].reason_codes(),
+        vec![R::Cooldown],
+        "closing is not protective: it waits for the cooldown"
+    );
+}
+
+#[test]
 fn cooldown_and_stabilization_across_windows() {
     let arbiter = Arbiter::new(policy(POLICY));
     let mut state = ArbiterState::new();
