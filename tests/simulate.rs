@@ -148,3 +148,22 @@ fn a_recorded_run_replays_through_conclave_run() {
     assert_eq!(replay.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains(", 300 dead-lettered ("), "{stderr}");
 }
+
+#[test]
+fn every_shipped_scenario_and_its_policy_load() {
+    let dir = root().join("simulations/scenarios");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("scenarios")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| n.ends_with(".yaml") && !n.ends_with("-policy.yaml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 2, "{names:?}");
+    for name in names {
+        let s = scenario::load(&dir.join(&name), &root().join("simulations/traces"))
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        conclave_agents::load_policy(&s.policy)
+            .unwrap_or_else(|e| panic!("{name}: its policy: {e:?}"));
+    }
+}

@@ -11,8 +11,10 @@ writes, next to this script:
   event mix with EU residency rules and fraud bursts; card-testing attacks (fraud bursts
   on the card gateways); a 30-minute outage of eu-west-1.
 * `fin-services-policy.yaml` — `policies/fin-services.yaml` carried over to the generated
-  names (globs for service families, declared topics with labels), with a replica budget
-  that fits the generated fleet.
+  names (the regional instances of ledger, fraud-scoring and notifications and the six
+  topics declared with labels), with a replica budget that fits the generated fleet.
+
+`--summary` prints each service's sizing instead of writing anything.
 
 Deterministic and standard-library only: nothing is random, every per-service variation
 comes from a hash of the service name, and the output is byte-identical on every run.
@@ -20,8 +22,8 @@ Both files are committed; rerun this script after changing it and commit all thr
 
 What "2B events/day" means here: requests arriving at services, every hop counted (an
 external request to a gateway and each call it causes downstream), which is what the
-simulator's "requests arrived" row adds up. External load on the gateways is about an
-eighth of that (the mean fan-out per external request is printed in the file header).
+simulator's "requests arrived" row adds up. External load on the gateways is about a
+twentieth of that (the mean fan-out per external request is printed in the file header).
 """
 
 import hashlib
@@ -155,6 +157,11 @@ GLOBAL = ["sanctions-list", "fx-rates-feed"]
 
 # Per-layer defaults: capacity per replica (req/s), own median latency (ms), cold start
 # (s), cost per replica-hour, max queue, retry attempts on the service's own calls.
+# Retries only where the call is idempotent (the payment orchestrator and ledger posting,
+# which use the idempotency store): with two attempts at every domain hop, nested retries
+# multiply a callee's load by 2-4x once it fails, and the model's fraud path then stays
+# saturated from the first attack until the night's low (metastable, as the fleet docs
+# describe), which no scenario event explains.
 LAYER = {
     "gateway": dict(cap=150.0, lat=4.0, cold=30, cost=0.10, queue=20000, retry=1),
     "domain": dict(cap=45.0, lat=12.0, cold=60, cost=0.08, queue=10000, retry=1),
@@ -163,11 +170,11 @@ LAYER = {
 }
 # Per-service overrides of the layer defaults.
 OVERRIDES = {
-    "card-auth": dict(cap=60.0, lat=8.0, retry=1, inflight=32),
+    "card-auth": dict(cap=60.0, lat=8.0, inflight=32),
     "payment-orchestrator": dict(cap=40.0, lat=10.0, retry=2, inflight=32),
     "fraud-scoring": dict(cap=30.0, lat=20.0, inflight=16),
     "risk-models": dict(cap=25.0, lat=30.0, cold=120, cost=0.40),
-    "credit-bureau-proxy": dict(cap=15.0, lat=150.0, retry=1),
+    "credit-bureau-proxy": dict(cap=15.0, lat=150.0),
     "credit-decisioning": dict(lat=40.0),
     "kyc": dict(lat=60.0),
     "document-service": dict(lat=25.0),
@@ -182,10 +189,6 @@ OVERRIDES = {
     "sanctions-list": dict(cap=300.0, lat=6.0),
     "fx-rates-feed": dict(cap=300.0, lat=4.0),
 }
-# Facades in front of the payment orchestrator do not retry it (a payment is not retried
-# blindly; the orchestrator's own retries use the idempotency store), and neither does the
-# acquirer retry card authorizations (the card network has its own deadline).
-NO_RETRY = {"payments", "transfers", "instant-payments", "merchant-acquiring"}
 # Edge-of-network extra latency for a call that leaves its region (ms, one way and back).
 CROSS_REGION_MS = 80.0
 
@@ -245,7 +248,7 @@ class Service:
         self.cold = p["cold"]
         self.cost = p["cost"]
         self.queue = p["queue"]
-        self.retry = 1 if family in NO_RETRY else p["retry"]
+        self.retry = p["retry"]
         self.inflight = p.get("inflight")
         self.deps = []  # (callee Service, calls per request)
         self.rate = {"eu": 0.0, "us": 0.0}  # mean arrivals per 1 req/s of market load
@@ -401,8 +404,10 @@ def write_scenario(services, order, base, fan, external, p99, total_replicas):
     w(f"#   about {per_day / DAY_S:,.0f} req/s summed over services, {per_day / 1e9:.2f}B requests a day "
       "before the outage and the attacks.")
     w(f"# Static fleet: {total_replicas} replicas, each service sized for its diurnal peak at "
-      f"{SIZING_UTILIZATION:.0%} utilization")
-    w(f"# (at least {MIN_REPLICAS}); nothing is sized for the attacks or for absorbing a region.")
+      f"{SIZING_UTILIZATION:.0%} utilization, the card path")
+    w(f"# at {CARD_PATH_UTILIZATION:.0%} except fraud scoring and its models (at least {MIN_REPLICAS} "
+      "each); the attacks")
+    w("# overload fraud scoring, and nothing is sized to absorb a region.")
     w("#")
     w("#   conclave simulate simulations/scenarios/fin-services.yaml --out /tmp/fin-services")
     w("apiVersion: conclave/v1")
@@ -518,6 +523,11 @@ TOPICS = [
 ]
 
 
+def regional(*families):
+    """`a-euw1, a-euc1, a-use1, b-euw1, ...`: each family's instance in every region."""
+    return ", ".join(f"{f}-{sfx}" for f in families for sfx, _ in REGIONS.values())
+
+
 def layer_rank(s):
     return {"global": 0, "gateway": 1, "domain": 2, "data": 3}[s.layer]
 
@@ -532,7 +542,9 @@ def write_policy(services, total_replicas):
     w("# policies/fin-services.yaml carried over to the 200 generated services of")
     w("# fin-services.yaml: the same modes, guardrails, arbiter and approvals, with selectors")
     w("# that reach the per-region names (`ledger-euw1`, `fraud-scoring-use1`, ...):")
-    w("# - services are matched by glob (`ledger-*`), since 200 declared targets would say no more;")
+    w("# - each declared service becomes its three regional instances, with the same labels")
+    w("#   (`ledger` -> ledger-euw1, ledger-euc1, ledger-use1; a glob `ledger-*` would also")
+    w("#   catch ledger-posting-*); `fraud-*` stays a glob;")
     w("# - the scenario's six topics are declared with labels; compliance covers all of them")
     w("#   (the shipped policy covers only `data: card` topics, which would leave kyc-eu and")
     w("#   transfers-eu unwatched) and knows their residency rules;")
@@ -547,6 +559,10 @@ def write_policy(services, total_replicas):
     w('  labels: {team: payments-platform, regulated: "true"}')
     w("spec:")
     w("  targets:")
+    for family, tier in (("ledger", "critical"), ("fraud-scoring", "critical"),
+                         ("notifications", "standard")):
+        for sfx, market in REGIONS.values():
+            w(f"    - {{name: {family}-{sfx}, kind: service, labels: {{tier: {tier}, region: {market}}}}}")
     for topic, _, rule in TOPICS:
         region = "eu" if topic.endswith("-eu") else "us"
         data = "pii" if topic.startswith("kyc") else "card" if "cards" in topic or "payments" in topic else "account"
@@ -562,10 +578,10 @@ def write_policy(services, total_replicas):
             w(f"          {topic}: [{', '.join(eu)}]")
     w("    breaker:")
     w("      mode: enforce")
-    w('      targets: {globs: ["ledger-*", "fraud-scoring-*"]}')
+    w("      targets: {labels: {tier: critical}}")
     w("    scaler:")
     w("      mode: advise")
-    w('      targets: {globs: ["ledger-*", "fraud-*", "notifications-*"]}')
+    w(f"      targets: {{names: [{regional('ledger', 'notifications')}], globs: [\"fraud-*\"]}}")
     w('      when: "proposal.confidence >= 0.6"')
     w("    router:")
     w("      mode: off")
@@ -596,7 +612,7 @@ def write_policy(services, total_replicas):
     w("    - name: ledger-breaker")
     w("      agents: [breaker]")
     w("      actions: [breaker]")
-    w('      select: {globs: ["ledger-*"]}')
+    w(f"      select: {{names: [{regional('ledger')}]}}")
     w("      approvers: {roles: [operator]}")
     w("      timeout: 2m")
     w("      on_timeout: enact")

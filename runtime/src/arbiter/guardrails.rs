@@ -19,10 +19,14 @@ pub(crate) fn apply(policy: &Policy, state: &ArbiterState, now: Timestamp, c: &m
     let kind = c.action.kind();
     let clamp = limits.on_violation == OnViolation::Clamp;
 
-    // Cooldown damps flapping capacity and routing changes. It never holds back a
-    // protective action (open or half-open a breaker, shed, quarantine): a breaker whose
-    // probe failed must re-open at once, not after the cooldown of its last transition.
-    if kind != crate::action::ActionKind::Alert && !c.action.is_protective() {
+    // Cooldown damps flapping capacity and routing changes: scale and route only. It never
+    // holds back a protective action (shed, quarantine), nor any breaker transition: the
+    // breaker's own state machine times those (wait in open, probes), and a refused
+    // transition leaves the breaker stuck — the agent does not propose it again.
+    if matches!(
+        kind,
+        crate::action::ActionKind::Scale | crate::action::ActionKind::Route
+    ) {
         if let Some(last) = state.last_acted(&target, kind) {
             let until = last.plus(limits.cooldown);
             if now < until {

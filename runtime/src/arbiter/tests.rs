@@ -477,8 +477,14 @@ fn table_of_rules() {
     }
 }
 
+fn half_open() -> Action {
+    Action::Breaker {
+        state: BreakerState::HalfOpen,
+    }
+}
+
 #[test]
-fn cooldown_never_holds_back_a_protective_action() {
+fn cooldown_applies_to_scale_and_route_only() {
     let arbiter = Arbiter::new(policy(POLICY));
     let mut state = ArbiterState::new();
     let open = Action::Breaker {
@@ -504,11 +510,34 @@ fn cooldown_never_holds_back_a_protective_action() {
         Outcome::Enacted,
         "re-open after a failed probe"
     );
-    let d = arbiter.decide(&mut state, t(50), vec![prop("d", "breaker", "web", closed)]);
+    // (A fresh state each time: the table policy allows 3 actions per hour per agent.)
+    let mut state = ArbiterState::new();
+    arbiter.decide(
+        &mut state,
+        t(0),
+        vec![prop("d", "breaker", "web", half_open())],
+    );
+    let d = arbiter.decide(&mut state, t(30), vec![prop("e", "breaker", "web", closed)]);
     assert_eq!(
-        d[0].reason_codes(),
-        vec![R::Cooldown],
-        "closing is not protective: it waits for the cooldown"
+        d[0].outcome,
+        Outcome::Enacted,
+        "closing after good probes: the breaker's own timing, not cooldown"
+    );
+    let mut state = ArbiterState::new();
+    let shed = Action::Shed {
+        fraction: Fraction::try_new(0.2).expect("valid"),
+    };
+    let d = arbiter.decide(
+        &mut state,
+        t(0),
+        vec![prop("f", "breaker", "web", shed.clone())],
+    );
+    assert_eq!(d[0].outcome, Outcome::Enacted);
+    let d = arbiter.decide(&mut state, t(1), vec![prop("g", "breaker", "web", shed)]);
+    assert_eq!(
+        d[0].outcome,
+        Outcome::Enacted,
+        "shedding is never cooled down"
     );
 }
 
