@@ -98,7 +98,22 @@ enum DecisionsCommand {
     },
 }
 
+/// Restores the default SIGPIPE action, so `conclave ... | head` ends quietly when the
+/// reader goes away instead of panicking in `println!` (Rust ignores SIGPIPE by default).
+#[cfg(unix)]
+fn reset_sigpipe() {
+    // SAFETY: called once at the start of `main`, before any thread exists; setting a
+    // signal's disposition to its default has no other effect on the process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn reset_sigpipe() {}
+
 fn main() -> ExitCode {
+    reset_sigpipe();
     let cli = Cli::parse();
     // Logs go to stderr, warnings and up unless `CONCLAVE_LOG` says otherwise.
     tracing_subscriber::fmt()

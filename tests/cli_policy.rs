@@ -115,3 +115,24 @@ fn explain_fills_in_defaults() {
     assert_eq!(code, 0, "{out}");
     assert_golden("policy-explain/starter.yaml", &out);
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args(["policy", "schema"])
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("conclave runs");
+    // Close the pipe's read end before the schema is printed, as `| head -c 0` would.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("exit");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "the write cannot have succeeded"
+    );
+}
