@@ -1,7 +1,8 @@
 # Conclave: the two commands a new machine needs are `make demo` and `make test`.
 SHELL := /bin/bash
 CARGO ?= cargo
-BIN := target/debug/conclave
+# Honour CARGO_TARGET_DIR, so a build elsewhere is found.
+BIN := $(or $(CARGO_TARGET_DIR),target)/debug/conclave
 
 .PHONY: demo test build lint test-rust test-policies test-pulsar fuzz schema bench clean
 
