@@ -36,25 +36,12 @@ async fn the_flash_sale_is_deterministic_and_the_policy_beats_doing_nothing() {
         serde_json::to_string(&a).expect("json"),
         serde_json::to_string(&b).expect("json"),
     );
-    if ja != jb {
-        std::fs::write(
-            "/tmp/sim-a.json",
-            serde_json::to_string_pretty(&a).expect("a"),
-        )
-        .ok();
-        std::fs::write(
-            "/tmp/sim-b.json",
-            serde_json::to_string_pretty(&b).expect("b"),
-        )
-        .ok();
-    }
     assert!(
         ja == jb,
         "two runs with the same seed gave different reports"
     );
     let none = &a.runs[0].totals;
     let policy = &a.runs[1].totals;
-    eprintln!("none: {none:?}\npolicy: {policy:?}");
     assert!(
         none.slo_violation_minutes > 0.0,
         "the flash sale hurts when nothing acts"

@@ -206,7 +206,9 @@ struct Tally {
     key: Vec<String>,
     services: BTreeMap<String, ServiceTotals>,
     series: BTreeMap<String, ServiceSeries>,
-    arrived_before: BTreeMap<String, f64>,
+    /// Each service's cumulative arrivals at the previous step, in snapshot order (the
+    /// fleet's services are fixed and its snapshot is sorted), for per-step load.
+    arrived_before: Vec<f64>,
     incidents: Vec<Incident>,
     open_incident: Option<Incident>,
     worst_p99: f64,
@@ -263,7 +265,7 @@ impl Tally {
             key: scenario.key_services.clone(),
             services,
             series,
-            arrived_before: BTreeMap::new(),
+            arrived_before: Vec::new(),
             incidents: Vec::new(),
             open_incident: None,
             worst_p99: 0.0,
@@ -273,12 +275,12 @@ impl Tally {
     fn record(&mut self, step: u64, t_s: f64, fleet: &Fleet) {
         let mut breaching = Vec::new();
         let sample = step.is_multiple_of(self.sample_every);
-        for s in fleet.snapshot() {
+        let snapshot = fleet.snapshot();
+        self.arrived_before.resize(snapshot.len(), 0.0);
+        for (i, s) in snapshot.into_iter().enumerate() {
             let replicas = s.ready_replicas + s.starting_replicas;
-            let arrived =
-                s.ledger.arrived - self.arrived_before.get(&s.service).copied().unwrap_or(0.0);
-            self.arrived_before
-                .insert(s.service.clone(), s.ledger.arrived);
+            let arrived = s.ledger.arrived - self.arrived_before[i];
+            self.arrived_before[i] = s.ledger.arrived;
             if let Some(t) = self.services.get_mut(&s.service) {
                 if s.is_breaching {
                     t.slo_violation_minutes += self.step_s / 60.0;
@@ -288,9 +290,6 @@ impl Tally {
                 t.worst_p99_ms = t.worst_p99_ms.max(s.latency_p99_ms);
             }
             self.worst_p99 = self.worst_p99.max(s.latency_p99_ms);
-            if s.is_breaching {
-                breaching.push(s.service.clone());
-            }
             if sample && self.key.contains(&s.service) {
                 if let Some(series) = self.series.get_mut(&s.service) {
                     series.t_s.push(t_s);
@@ -299,6 +298,9 @@ impl Tally {
                     series.p99_ms.push(s.latency_p99_ms);
                     series.error_rate.push(s.error_rate);
                 }
+            }
+            if s.is_breaching {
+                breaching.push(s.service);
             }
         }
         // An incident: two or more services breaching at once, from the first such step

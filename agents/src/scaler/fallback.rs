@@ -157,6 +157,18 @@ fn changed_within(events: &[Timed], now: Timestamp, period: Duration) -> i64 {
         .sum()
 }
 
+/// The replica count at the start of a policy's period: now, undoing the scale-ups and
+/// scale-downs seen within it.
+fn at_period_start(
+    current: i64,
+    ups: &[Timed],
+    downs: &[Timed],
+    now: Timestamp,
+    period: Duration,
+) -> i64 {
+    current - changed_within(ups, now, period) + changed_within(downs, now, period)
+}
+
 /// HPA's `calculateScaleUpLimitWithScalingRules`: the most replicas the scale-up policies
 /// allow now, each policy measured from the replica count at the start of its period.
 pub fn scale_up_limit(
@@ -174,8 +186,7 @@ pub fn scale_up_limit(
     };
     let mut result: Option<i64> = None;
     for p in rules.policies() {
-        let start =
-            current - changed_within(ups, now, p.period()) + changed_within(downs, now, p.period());
+        let start = at_period_start(current, ups, downs, now, p.period());
         let value = i64::from(p.value());
         let proposed = match p.kind() {
             PolicyKind::Pods => start + value,
@@ -209,8 +220,7 @@ pub fn scale_down_limit(
     };
     let mut result: Option<i64> = None;
     for p in rules.policies() {
-        let start =
-            current - changed_within(ups, now, p.period()) + changed_within(downs, now, p.period());
+        let start = at_period_start(current, ups, downs, now, p.period());
         let value = i64::from(p.value());
         let proposed = match p.kind() {
             PolicyKind::Pods => start - value,

@@ -508,6 +508,17 @@ fn open_chart(
     Ok(frame)
 }
 
+/// A lane's name, right-aligned left of the frame, centred on the lane.
+fn write_lane_label(out: &mut String, frame: &Frame, top: f64, name: &str) -> fmt::Result {
+    write!(
+        out,
+        r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+        C(frame.x0() - 8.0),
+        C(top + LANE / 2.0 + 4.0),
+        Esc(name)
+    )
+}
+
 /// A horizontal axis (time, or cost): vertical grid lines, the base line and the tick
 /// labels.
 fn write_x_axis(out: &mut String, frame: &Frame, axis: &Axis) -> fmt::Result {
@@ -924,13 +935,7 @@ pub(crate) fn timeline_chart(
     let sx = Scale::of(&time, frame.x0(), frame.x1());
     for (i, lane) in lanes.iter().enumerate() {
         let top = frame.y0() + i as f64 * LANE;
-        write!(
-            out,
-            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
-            C(frame.x0() - 8.0),
-            C(top + LANE / 2.0 + 4.0),
-            Esc(lane.name)
-        )?;
+        write_lane_label(out, &frame, top, lane.name)?;
         write!(
             out,
             r#"<path d="M{},{}H{}" stroke="{GRID_COLOR}" fill="none"/>"#,
@@ -1021,13 +1026,7 @@ pub(crate) fn cost_chart(out: &mut String, left: f64, bars: &[CostBar<'_>]) -> f
         let label = fixed(bar.cost, 2);
         let end = sx.map(bar.cost.max(0.0));
         let width = end - frame.x0();
-        write!(
-            out,
-            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
-            C(frame.x0() - 8.0),
-            C(top + LANE / 2.0 + 4.0),
-            Esc(bar.name)
-        )?;
+        write_lane_label(out, &frame, top, bar.name)?;
         write!(
             out,
             r#"<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}: cost {}, {} replica-hours</title></rect>"#,
