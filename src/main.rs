@@ -31,6 +31,8 @@ enum Command {
     /// Rehearse a policy on a simulated fleet (scenario file), next to the `none`
     /// baseline; prints a comparison and writes report.json and report.html.
     Simulate(commands::simulate::SimulateArgs),
+    /// Publish JSON Lines telemetry to a Pulsar topic, keyed by target.
+    Publish(commands::publish::PublishArgs),
     Demo {
         /// The policy to run under.
         #[arg(long, default_value = "policies/ecommerce.yaml")]
@@ -149,6 +151,7 @@ fn main() -> ExitCode {
         Command::Demo { policy, audit } => commands::demo::run(&policy, &audit),
         Command::Run(args) => commands::run::run(&args),
         Command::Simulate(args) => commands::simulate::run(&args),
+        Command::Publish(args) => commands::publish::run(&args),
     };
     match result {
         Ok(code) => code,

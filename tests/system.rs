@@ -3,5 +3,6 @@
 mod cli_demo;
 mod cli_policy;
 mod golden;
+mod pulsar;
 mod runtime;
 mod simulate;

@@ -446,6 +446,9 @@ cmd_setup_topics() {
   admin PUT /tenants/conclave '{"allowedClusters":["standalone"],"adminRoles":[]}'
   admin PUT /namespaces/conclave/ops
   admin PUT /namespaces/conclave/test
+  # Topics are created on purpose in conclave/ops (a typo is an error, not a new topic);
+  # tests make throwaway topics in conclave/test, where first use creates them.
+  admin POST /namespaces/conclave/test/autoTopicCreation '{"allowAutoTopicCreation":true,"topicType":"non-partitioned"}'
   admin PUT /persistent/conclave/ops/telemetry/partitions 4
   admin PUT /persistent/conclave/ops/actions
   admin PUT /persistent/conclave/ops/control

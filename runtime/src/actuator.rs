@@ -66,6 +66,12 @@ pub struct ActionRecord<'a> {
     pub action: &'a crate::action::Action,
     /// The agent that proposed it.
     pub agent: &'a str,
+    /// What the arbiter decided (`enacted`, or `modified` with the original).
+    pub outcome: &'a crate::decision::Outcome,
+    /// Why, in order.
+    pub reasons: &'a [crate::decision::Reason],
+    /// The policy revision it was decided under.
+    pub policy_revision: &'a str,
 }
 
 impl<'a> ActionRecord<'a> {
@@ -77,6 +83,9 @@ impl<'a> ActionRecord<'a> {
             target: &d.target,
             action,
             agent: &d.agent,
+            outcome: &d.outcome,
+            reasons: &d.reasons,
+            policy_revision: &d.policy_revision,
         })
     }
 }
@@ -183,8 +192,12 @@ impl<S: ActionSink> Actuator for SinkActuator<S> {
             // Serializing these plain structs cannot fail (string keys, finite floats are
             // checked upstream); an empty payload would still be published and visible.
             let payload = serde_json::to_vec(&record).unwrap_or_default();
+            let mut properties = vec![("conclave-decision-id", d.id.clone())];
+            if let Some(trace) = &d.trace_id {
+                properties.push(("conclave-trace-id", trace.clone()));
+            }
             self.sink
-                .publish(d.target.as_str(), Bytes::from(payload))
+                .publish(d.target.as_str(), Bytes::from(payload), &properties)
                 .await
                 .map_err(|source| ActuatorError::Publish {
                     decision: d.id.clone(),

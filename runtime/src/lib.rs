@@ -32,7 +32,7 @@ pub use overrides::{Actor, Override, OverrideKind, Role};
 pub use policy::{Mode, Policy, PolicyError};
 pub use proposal::{Factor, ModelId, Proposal, TraceContext};
 pub use supervision::{
-    RestartPolicy, Runtime, RuntimeConfig, RuntimeError, ShutdownReport, Tuning,
+    RestartPolicy, Runtime, RuntimeConfig, RuntimeError, RuntimeHandle, ShutdownReport, Tuning,
 };
 pub use target::{Target, TargetKind};
 pub use units::{Confidence, Fraction, OutOfRange};

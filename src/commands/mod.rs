@@ -3,5 +3,7 @@
 pub mod decisions;
 pub mod demo;
 pub mod policy;
+pub mod publish;
 pub mod run;
+mod run_pulsar;
 pub mod simulate;

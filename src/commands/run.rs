@@ -62,9 +62,16 @@ pub struct RunArgs {
     /// Print only the summary, not each decision.
     #[arg(long)]
     pub quiet: bool,
+    /// Run on Apache Pulsar (`pulsar://127.0.0.1:6650`): telemetry from the policy's
+    /// topics (`spec.pulsar`), actions to its actions topic; `--telemetry` is not read.
+    #[arg(long, value_name = "URL")]
+    pub pulsar: Option<String>,
+    /// This instance's name on the Pulsar subscription (default: `conclave-<pid>`).
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
-fn print_decision(d: &Decision, seq: &mut u64) {
+pub(crate) fn print_decision(d: &Decision, seq: &mut u64) {
     *seq += 1;
     let line = AuditLine {
         seq: *seq,
@@ -91,7 +98,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = tokio.block_on(run_async(args, policy));
+    let result = match &args.pulsar {
+        Some(url) => tokio.block_on(super::run_pulsar::run(args, url, policy)),
+        None => tokio.block_on(run_async(args, policy)),
+    };
     // Tokio reads stdin on a blocking thread that stays parked in `read` after Ctrl-C;
     // everything that matters was drained and flushed above, so don't wait for it.
     tokio.shutdown_background();
@@ -107,13 +117,7 @@ async fn run_async(
     } else {
         TimeMode::Event
     });
-    let specs = agent_specs(&policy).map_err(|errors| {
-        let text: Vec<String> = errors
-            .iter()
-            .map(|(agent, p)| format!("spec.agents.{agent}.settings.{}: {}", p.path, p.message))
-            .collect();
-        anyhow::anyhow!("agent settings: {}", text.join("; "))
-    })?;
+    let specs = specs(&policy)?;
     let sim = match time {
         TimeMode::Event => Some(Arc::new(SimClock::new(Timestamp::EPOCH))),
         TimeMode::Wall => None,
@@ -136,12 +140,7 @@ async fn run_async(
         .into_iter()
         .map(|s| Box::new(s) as Box<dyn TelemetrySource>)
         .collect();
-    for path in [&args.audit, &args.dead_letters, &args.actions] {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating `{}`", dir.display()))?;
-        }
-    }
+    create_parents(&[&args.audit, &args.dead_letters, &args.actions])?;
     let audit = AuditWriter::open(
         &args.audit,
         FsyncPolicy::Interval(Duration::from_secs(1)),
@@ -219,8 +218,41 @@ async fn run_async(
     dead_letters
         .flush()
         .with_context(|| format!("flushing `{}`", args.dead_letters.display()))?;
-    let c = &report.counters;
-    eprintln!(
+    eprintln!("{}", summary(interrupted, &report.counters, &args.audit));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The agents the policy configures.
+pub(crate) fn specs(
+    policy: &Arc<conclave_runtime::Policy>,
+) -> anyhow::Result<Vec<conclave_runtime::AgentSpec>> {
+    agent_specs(policy).map_err(|errors| {
+        let text: Vec<String> = errors
+            .iter()
+            .map(|(agent, p)| format!("spec.agents.{agent}.settings.{}: {}", p.path, p.message))
+            .collect();
+        anyhow::anyhow!("agent settings: {}", text.join("; "))
+    })
+}
+
+/// Creates the folders of the given files.
+pub(crate) fn create_parents(paths: &[&PathBuf]) -> anyhow::Result<()> {
+    for path in paths {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating `{}`", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The one-line summary after a run.
+pub(crate) fn summary(
+    interrupted: bool,
+    c: &conclave_runtime::events::CounterSnapshot,
+    audit: &Path,
+) -> String {
+    format!(
         "{}: {} messages, {} decoded, {} dead-lettered{}, {} decisions in {} windows, {} actions; audit log {}",
         if interrupted { "interrupted" } else { "done" },
         c.received,
@@ -241,9 +273,8 @@ async fn run_async(
         c.decisions.values().sum::<u64>(),
         c.ticks,
         c.actuated,
-        args.audit.display()
-    );
-    Ok(ExitCode::SUCCESS)
+        audit.display()
+    )
 }
 
 async fn feeder_flush_now(bus: &EmbeddedBus, clock: &dyn Clock) -> anyhow::Result<()> {

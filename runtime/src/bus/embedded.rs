@@ -316,7 +316,13 @@ impl Producer {
 }
 
 impl ActionSink for Producer {
-    fn publish<'a>(&'a self, key: &'a str, payload: Bytes) -> BoxFuture<'a, Result<(), BusError>> {
+    /// In-process: properties have nowhere to go (the record carries the decision id).
+    fn publish<'a>(
+        &'a self,
+        key: &'a str,
+        payload: Bytes,
+        _properties: &'a [(&'static str, String)],
+    ) -> BoxFuture<'a, Result<(), BusError>> {
         Box::pin(Producer::publish(self, key, payload))
     }
 }

@@ -77,6 +77,15 @@ pub trait TelemetrySource: Send + Sync + 'static {
 
 /// Where actions are published (for actuators that live outside this process).
 pub trait ActionSink: Send + Sync + 'static {
-    /// Publishes one encoded action record keyed by target.
-    fn publish<'a>(&'a self, key: &'a str, payload: Bytes) -> BoxFuture<'a, Result<(), BusError>>;
+    /// Publishes one encoded action record keyed by target, with message properties
+    /// (decision id, trace context) where the transport has them.
+    fn publish<'a>(
+        &'a self,
+        key: &'a str,
+        payload: Bytes,
+        properties: &'a [(&'static str, String)],
+    ) -> BoxFuture<'a, Result<(), BusError>>;
 }
+
+#[cfg(feature = "pulsar")]
+pub mod pulsar;

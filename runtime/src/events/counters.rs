@@ -25,6 +25,7 @@ pub struct Counters {
     pub(crate) actuation_errors: AtomicU64,
     pub(crate) audit_records: AtomicU64,
     pub(crate) audit_errors: AtomicU64,
+    pub(crate) proposals_not_owned: AtomicU64,
 }
 
 /// A point-in-time copy of [`Counters`], for reports and tests.
@@ -56,6 +57,9 @@ pub struct CounterSnapshot {
     pub audit_records: u64,
     /// Audit writes that failed.
     pub audit_errors: u64,
+    /// Proposals dropped because this instance received no telemetry for their target in
+    /// the window (another instance owns it on a shared subscription).
+    pub proposals_not_owned: u64,
 }
 
 impl CounterSnapshot {
@@ -96,6 +100,7 @@ impl Counters {
             actuation_errors: self.actuation_errors.load(Ordering::Relaxed),
             audit_records: self.audit_records.load(Ordering::Relaxed),
             audit_errors: self.audit_errors.load(Ordering::Relaxed),
+            proposals_not_owned: self.proposals_not_owned.load(Ordering::Relaxed),
         }
     }
 

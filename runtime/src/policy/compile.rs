@@ -96,6 +96,8 @@ pub(crate) fn compile(
         &agent_policies,
     );
 
+    let pulsar = super::transport::compile(raw.spec.pulsar.as_ref(), &mut c.p);
+
     if !c.p.is_empty() {
         return Err(c.p.into_sorted());
     }
@@ -113,6 +115,7 @@ pub(crate) fn compile(
         guardrails,
         arbiter,
         approvals,
+        pulsar,
     })
 }
 

@@ -11,6 +11,7 @@ mod located;
 mod model;
 pub mod raw;
 mod selector;
+pub mod transport;
 
 use std::path::Path;
 

@@ -426,9 +426,19 @@ pub struct Policy {
     pub(crate) guardrails: Guardrails,
     pub(crate) arbiter: ArbiterPolicy,
     pub(crate) approvals: Vec<ApprovalRule>,
+    #[serde(skip_serializing_if = "is_default_pulsar")]
+    pub(crate) pulsar: super::transport::PulsarSettings,
+}
+
+fn is_default_pulsar(p: &super::transport::PulsarSettings) -> bool {
+    *p == super::transport::PulsarSettings::default()
 }
 
 impl Policy {
+    /// Topics and subscription on Pulsar (defaults when the policy has no `spec.pulsar`).
+    pub fn pulsar(&self) -> &super::transport::PulsarSettings {
+        &self.pulsar
+    }
     /// The policy's name.
     pub fn name(&self) -> &str {
         &self.name

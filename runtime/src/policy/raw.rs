@@ -60,6 +60,8 @@ pub struct RawSpec {
     pub arbiter: Option<RawArbiter>,
     /// Which actions wait for a human.
     pub approvals: Option<Vec<Located<RawApproval>>>,
+    /// Topics and subscription when the runtime runs on Apache Pulsar.
+    pub pulsar: Option<super::transport::RawPulsar>,
 }
 
 /// A declared target.

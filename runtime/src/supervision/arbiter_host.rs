@@ -33,10 +33,12 @@ pub(crate) enum ArbiterMsg {
         at: Timestamp,
         proposals: Vec<Proposal>,
     },
-    /// Replica counts an ingress partition saw during the window ending at `at`.
+    /// Replica counts an ingress partition saw during the window ending at `at`, and the
+    /// targets it received telemetry for (only when ownership is tracked).
     ReplicasObserved {
         at: Timestamp,
         replicas: Vec<(Target, u32)>,
+        seen: Vec<Target>,
     },
     /// An agent was retired: stop waiting for it.
     AgentRetired(&'static str),
@@ -57,6 +59,7 @@ pub(crate) struct ArbiterArgs {
     pub(crate) counters: Arc<Counters>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) tap: Option<mpsc::UnboundedSender<Decision>>,
+    pub(crate) decide_only_observed: bool,
 }
 
 #[derive(Default)]
@@ -64,6 +67,7 @@ struct Window {
     ready: BTreeSet<&'static str>,
     proposals: Vec<Proposal>,
     replicas: Vec<(Target, u32)>,
+    seen: BTreeSet<Target>,
 }
 
 pub(crate) struct ArbiterHostState {
@@ -86,9 +90,18 @@ impl ArbiterHostState {
             if !self.live.iter().all(|a| entry.get().ready.contains(a)) {
                 break;
             }
-            let (at, w) = entry.remove_entry();
+            let (at, mut w) = entry.remove_entry();
             for (target, replicas) in w.replicas {
                 self.state.observe_replicas(target, replicas);
+            }
+            if self.args.decide_only_observed {
+                let before = w.proposals.len();
+                w.proposals.retain(|p| w.seen.contains(&p.target));
+                let dropped = (before - w.proposals.len()) as u64;
+                self.args
+                    .counters
+                    .proposals_not_owned
+                    .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
             }
             let decisions = self.args.arbiter.decide(&mut self.state, at, w.proposals);
             self.publish(decisions, None);
@@ -193,13 +206,15 @@ impl Actor for ArbiterActor {
                 w.proposals.extend(proposals);
                 s.close_ready_windows();
             }
-            ArbiterMsg::ReplicasObserved { at, replicas } => {
+            ArbiterMsg::ReplicasObserved { at, replicas, seen } => {
                 if s.is_decided(at) {
                     // Only possible with no live agent left: the window already closed
                     // on another partition's report.
                     return Ok(());
                 }
-                s.windows.entry(at).or_default().replicas.extend(replicas);
+                let w = s.windows.entry(at).or_default();
+                w.replicas.extend(replicas);
+                w.seen.extend(seen);
                 s.close_ready_windows();
             }
             ArbiterMsg::AgentRetired(agent) => {

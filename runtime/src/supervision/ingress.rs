@@ -5,7 +5,7 @@
 //! policy's `arbiter.window` since the epoch), every agent gets a tick for that boundary,
 //! after all telemetry the partition delivered before it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +48,8 @@ pub(crate) struct IngressArgs {
     pub(crate) arbiter: ActorRef<ArbiterMsg>,
     /// Told when the source has ended and everything was handed on.
     pub(crate) done: mpsc::UnboundedSender<usize>,
+    /// Report every target telemetry arrived for (see `Tuning::decide_only_observed`).
+    pub(crate) track_seen: bool,
 }
 
 pub(crate) struct IngressState {
@@ -58,6 +60,7 @@ pub(crate) struct IngressState {
     next_boundary: Option<Timestamp>,
     last_tick: Option<Timestamp>,
     replicas: BTreeMap<Target, u32>,
+    seen: BTreeSet<Target>,
 }
 
 impl IngressState {
@@ -72,6 +75,9 @@ impl IngressState {
         let now = self.args.clock.now();
         match self.args.decoder.decode(&m.payload, now) {
             Ok(t) => {
+                if self.args.track_seen && !self.seen.contains(t.key()) {
+                    self.seen.insert(t.target());
+                }
                 if let Telemetry::Metrics(sm) = &t {
                     // Per message: allocate a key only for a service not seen this window.
                     match self.replicas.get_mut(sm.service.as_str()) {
@@ -139,11 +145,12 @@ impl IngressState {
         self.last_tick = Some(at);
         self.flush_batch().await;
         let replicas = std::mem::take(&mut self.replicas).into_iter().collect();
+        let seen = std::mem::take(&mut self.seen).into_iter().collect();
         // The arbiter host lives as long as the ingress; see `ArbiterMsg::ReplicasObserved`.
         let _ = self
             .args
             .arbiter
-            .send_message(ArbiterMsg::ReplicasObserved { at, replicas });
+            .send_message(ArbiterMsg::ReplicasObserved { at, replicas, seen });
         self.send_all(|partition| InboxItem::Tick { partition, at })
             .await;
     }
@@ -207,6 +214,7 @@ impl Actor for IngressActor {
             next_boundary: None,
             last_tick: None,
             replicas: BTreeMap::new(),
+            seen: BTreeSet::new(),
         })
     }
 

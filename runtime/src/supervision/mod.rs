@@ -71,6 +71,11 @@ pub struct Tuning {
     /// The clock heartbeats and restart backoff run on (the wall clock unless a test
     /// injects one).
     pub watchdog: Arc<dyn Clock>,
+    /// Decide for a target only in windows in which this instance received telemetry
+    /// about it. On a shared (Key_Shared) subscription that is how a target has one
+    /// arbiter at a time: the broker hands a key to one instance, and an instance that
+    /// lost a key stops deciding for it at the next window.
+    pub decide_only_observed: bool,
 }
 
 impl Default for Tuning {
@@ -82,6 +87,7 @@ impl Default for Tuning {
             heartbeat: Duration::from_secs(10),
             restart: RestartPolicy::default(),
             watchdog: Arc::new(RealClock),
+            decide_only_observed: false,
         }
     }
 }
@@ -200,6 +206,7 @@ impl Runtime {
                 counters: c1,
                 clock,
                 tap,
+                decide_only_observed: tuning.decide_only_observed,
             }),
             agents: Box::new(move |arbiter| {
                 agent_specs
@@ -233,6 +240,7 @@ impl Runtime {
                         inboxes: senders.clone(),
                         arbiter: arbiter.clone(),
                         done: ingress_tx.clone(),
+                        track_seen: t2.decide_only_observed,
                     })
                     .collect()
             }),
@@ -296,6 +304,14 @@ impl Runtime {
         {
             Ok(CallResult::Success(r)) => Ok(r),
             _ => Err(self.stopped()),
+        }
+    }
+
+    /// A handle transports keep after the runtime starts: they wait on decisions (to
+    /// acknowledge what fed them) and apply overrides that arrive on a control topic.
+    pub fn handle(&self) -> RuntimeHandle {
+        RuntimeHandle {
+            arbiter: self.refs.arbiter.clone(),
         }
     }
 
@@ -364,5 +380,52 @@ impl Runtime {
             counters: self.counters.snapshot(),
             next_audit_seq,
         })
+    }
+}
+
+/// A cloneable handle on a running [`Runtime`] (see [`Runtime::handle`]).
+#[derive(Clone)]
+pub struct RuntimeHandle {
+    arbiter: ActorRef<ArbiterMsg>,
+}
+
+impl RuntimeHandle {
+    /// Waits until the window ending at `at` (or a later one) is decided, audited and
+    /// carried out; see [`Runtime::decided_through`].
+    ///
+    /// # Errors
+    /// [`RuntimeError::Failed`] when the runtime stopped.
+    pub async fn decided_through(&self, at: Timestamp) -> Result<(), RuntimeError> {
+        match self
+            .arbiter
+            .call(|reply| ArbiterMsg::WaitDecided(at, reply), None)
+            .await
+        {
+            Ok(CallResult::Success(())) => Ok(()),
+            _ => Err(RuntimeError::Failed(
+                "the arbiter is not running".to_string(),
+            )),
+        }
+    }
+
+    /// Applies a human override; see [`Runtime::apply_override`].
+    ///
+    /// # Errors
+    /// [`RuntimeError::Failed`] when the runtime stopped; the inner error when the
+    /// override was refused.
+    pub async fn apply_override(
+        &self,
+        o: Override,
+    ) -> Result<Result<Vec<Decision>, OverrideError>, RuntimeError> {
+        match self
+            .arbiter
+            .call(|reply| ArbiterMsg::ApplyOverride(o, reply), None)
+            .await
+        {
+            Ok(CallResult::Success(r)) => Ok(r),
+            _ => Err(RuntimeError::Failed(
+                "the arbiter is not running".to_string(),
+            )),
+        }
     }
 }

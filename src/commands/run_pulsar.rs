@@ -1,0 +1,170 @@
+//! `conclave run --pulsar URL`: the runtime on Apache Pulsar. Telemetry comes from the
+//! policy's topics on a shared subscription and is acknowledged only after the decisions
+//! it fed are in the audit log; actions go to the actions topic; bad telemetry to the
+//! dead-letter topic (and the local dead-letter file); overrides from the control topic.
+//! Runs until Ctrl-C or SIGTERM, then drains: everything received is decided,
+//! acknowledged, and the consumers closed.
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use conclave_runtime::actuator::SinkActuator;
+use conclave_runtime::audit::{AuditWriter, FsyncPolicy};
+use conclave_runtime::bus::pulsar::{
+    open_sources, spawn_control, ControlEvent, PulsarActionSink, PulsarDeadLetters,
+    PulsarTransport, SubscriptionType,
+};
+use conclave_runtime::telemetry::{DeadLetter, DeadLetterSink, JsonlDeadLetters};
+use conclave_runtime::{Clock, Policy, RealClock, Runtime, RuntimeConfig, Tuning};
+use tokio::sync::mpsc;
+
+use super::run::{create_parents, print_decision, specs, summary, RunArgs};
+
+/// Dead letters go to the Pulsar topic and the local file.
+#[derive(Debug)]
+struct Both(PulsarDeadLetters, Arc<JsonlDeadLetters>);
+
+impl DeadLetterSink for Both {
+    fn send(&self, letter: DeadLetter) {
+        self.1.send(letter.clone());
+        self.0.send(letter);
+    }
+}
+
+async fn terminated() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+pub(crate) async fn run(
+    args: &RunArgs,
+    url: &str,
+    policy: Arc<Policy>,
+) -> anyhow::Result<ExitCode> {
+    let specs = specs(&policy)?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("conclave-{}", std::process::id()));
+    let settings = policy.pulsar().clone();
+    let transport = PulsarTransport::connect(url, settings.clone(), &name, Duration::from_secs(10))
+        .await
+        .context("connecting to Pulsar")?;
+    let clock: Arc<dyn Clock> = Arc::new(RealClock);
+    let window = policy.arbiter().window();
+    let sources = open_sources(&transport, args.partitions, window, clock.clone())
+        .await
+        .context("subscribing to the telemetry topics")?;
+    let actions = PulsarActionSink::open(&transport)
+        .await
+        .context("opening the actions topic")?;
+    let pulsar_dead_letters = PulsarDeadLetters::open(&transport)
+        .await
+        .context("opening the dead-letter topic")?;
+    create_parents(&[&args.audit, &args.dead_letters])?;
+    let local_dead_letters = Arc::new(
+        JsonlDeadLetters::open(&args.dead_letters)
+            .with_context(|| format!("opening `{}`", args.dead_letters.display()))?,
+    );
+    let audit = AuditWriter::open(
+        &args.audit,
+        // Acknowledging a message promises its decision is durable: fsync every record.
+        FsyncPolicy::EveryRecord,
+        clock.clone(),
+    )
+    .with_context(|| format!("opening the audit log `{}`", args.audit.display()))?;
+    let (tap_tx, mut tap) = mpsc::unbounded_channel();
+    let runtime = Runtime::start(RuntimeConfig {
+        policy: policy.clone(),
+        agents: specs,
+        sources: sources.sources,
+        audit,
+        actuator: Box::new(SinkActuator::new(actions)),
+        dead_letters: Arc::new(Both(
+            pulsar_dead_letters.clone(),
+            local_dead_letters.clone(),
+        )),
+        clock: clock.clone(),
+        decision_tap: Some(tap_tx),
+        tuning: Tuning {
+            decide_only_observed: settings.subscription_type == SubscriptionType::KeyShared,
+            ..Tuning::default()
+        },
+    })
+    .await?;
+    let control_sources = sources.control;
+    let acker = tokio::spawn(
+        control_sources
+            .acker(runtime.handle(), Some(pulsar_dead_letters.clone()))
+            .run(),
+    );
+    let (control_tx, mut control_rx) = mpsc::unbounded_channel();
+    spawn_control(&transport, runtime.handle(), control_tx)
+        .await
+        .context("subscribing to the control topic")?;
+    eprintln!(
+        "{name}: running on {url}, subscription `{}` ({:?}), actions to {}",
+        settings.subscription, settings.subscription_type, settings.actions_topic
+    );
+    let quiet = args.quiet;
+    let printer = tokio::spawn(async move {
+        let mut seq = 0;
+        loop {
+            tokio::select! {
+                d = tap.recv() => match d {
+                    Some(d) => if !quiet { print_decision(&d, &mut seq) },
+                    None => break,
+                },
+                Some(e) = control_rx.recv() => match e {
+                    ControlEvent::Applied(o, _) => println!("override {} applied: {:?} by {} ({})", o.id, o.kind, o.by.name, o.reason),
+                    ControlEvent::Rejected(why) => eprintln!("control: {why}"),
+                },
+            }
+        }
+    });
+
+    terminated().await;
+    eprintln!("{name}: stopping; deciding what was received");
+    control_sources.stop();
+    let report = runtime.shutdown().await?;
+    acker.abort();
+    pulsar_dead_letters.flushed().await;
+    let stats = control_sources.stats();
+    control_sources.close().await;
+    let _ = printer.await;
+    local_dead_letters
+        .flush()
+        .with_context(|| format!("flushing `{}`", args.dead_letters.display()))?;
+    eprintln!("{}", summary(true, &report.counters, &args.audit));
+    eprintln!(
+        "pulsar: {} delivered, {} redeliveries skipped, {} acknowledged, {} returned (nack), {} consumers recreated, {} dead letters published, {} proposals for targets owned elsewhere",
+        stats.delivered.load(Ordering::Relaxed),
+        stats.redeliveries.load(Ordering::Relaxed),
+        stats.acked.load(Ordering::Relaxed),
+        stats.nacked.load(Ordering::Relaxed),
+        stats.recreated.load(Ordering::Relaxed),
+        pulsar_dead_letters.published(),
+        report.counters.proposals_not_owned,
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,709 @@
+//! The runtime on a real Apache Pulsar broker (issue #4). `make test` starts the broker
+//! (`deploy/pulsar/pulsar.sh`) and sets `CONCLAVE_PULSAR_URL`; without it these tests say
+//! so and pass, unless `CONCLAVE_REQUIRE_PULSAR=1` (set by `make test`) makes that a
+//! failure. Each test uses its own topics in the `conclave/test` namespace.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use conclave_runtime::audit::{AuditReader, AuditRecord};
+use conclave_runtime::bus::pulsar::{
+    Outgoing, Publisher, PulsarSettings, PulsarTransport, TopicReader,
+};
+use conclave_runtime::{Clock, Decision, RealClock, Timestamp};
+
+use crate::golden::root;
+
+/// One broker test at a time: one of them restarts the broker.
+static BROKER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The broker for these tests (held exclusively while the guard lives), or `None` (with a
+/// note) when there is none.
+fn broker() -> Option<(String, std::sync::MutexGuard<'static, ()>)> {
+    match std::env::var("CONCLAVE_PULSAR_URL") {
+        Ok(u) if !u.is_empty() => Some((
+            u,
+            BROKER
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )),
+        _ => {
+            assert!(
+                std::env::var("CONCLAVE_REQUIRE_PULSAR").as_deref() != Ok("1"),
+                "CONCLAVE_REQUIRE_PULSAR=1 but CONCLAVE_PULSAR_URL is not set"
+            );
+            eprintln!("no broker: set CONCLAVE_PULSAR_URL (make test does) to run this test");
+            None
+        }
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio")
+}
+
+/// Fresh topic names for one test.
+struct Topics {
+    telemetry: String,
+    actions: String,
+    control: String,
+    dead: String,
+}
+
+impl Topics {
+    fn new(test: &str) -> Self {
+        let n = RealClock.now().as_millis();
+        let t = |what: &str| format!("persistent://conclave/test/{test}-{what}-{n}");
+        Topics {
+            telemetry: t("telemetry"),
+            actions: t("actions"),
+            control: t("control"),
+            dead: t("dlq"),
+        }
+    }
+}
+
+/// A scaler-only policy on `services`, with one-second windows, on the given topics.
+fn write_policy(dir: &Path, topics: &Topics, services: &[String]) -> PathBuf {
+    let targets: String = services
+        .iter()
+        .map(|s| format!("    - {{name: {s}, kind: service}}\n"))
+        .collect();
+    let names = services.join(", ");
+    let text = format!(
+        "apiVersion: conclave/v1
+kind: Policy
+metadata: {{name: pulsar-test, revision: p-1}}
+spec:
+  targets:
+{targets}  agents:
+    scaler:
+      mode: enforce
+      targets: {{names: [{names}]}}
+      settings: {{metric: cpu, target: 0.5}}
+  guardrails:
+    defaults: {{min_replicas: 1, max_replicas: 50, max_step: 40, cooldown: 0s}}
+  arbiter: {{window: 1s}}
+  pulsar:
+    telemetry:
+      topics: [{tel}]
+      subscription: conclave
+      subscription_type: key_shared
+      dead_letter_topic: {dead}
+    actions_topic: {act}
+    control_topic: {ctl}
+",
+        tel = topics.telemetry,
+        dead = topics.dead,
+        act = topics.actions,
+        ctl = topics.control,
+    );
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, text).expect("policy written");
+    path
+}
+
+/// One metrics message for `service` at `ts`: `cpu` of 0.5 per replica of `replicas`
+/// wanted, so the scaler's answer is `ceil(replicas * cpu / 0.5)`.
+fn metrics(service: &str, ts: Timestamp, cpu: f64, replicas: u32) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "type": "metrics", "schema_version": 1, "service": service, "ts": ts,
+        "rate_in": 100.0, "rate_out": 100.0, "backlog": 0, "latency_p50_ms": 10.0,
+        "latency_p99_ms": 40.0, "error_rate": 0.0, "cpu": cpu, "replicas": replicas
+    }))
+    .expect("json")
+}
+
+fn outgoing(service: &str, payload: Vec<u8>, id: String) -> Outgoing {
+    Outgoing {
+        key: Some(service.to_owned()),
+        event_id: Some(id),
+        payload,
+    }
+}
+
+async fn connect(url: &str) -> PulsarTransport {
+    PulsarTransport::connect(
+        url,
+        PulsarSettings::default(),
+        "conclave-test",
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("broker reachable")
+}
+
+async fn publish(url: &str, topic: &str, messages: Vec<Outgoing>) {
+    let t = connect(url).await;
+    let mut p = Publisher::open(&t, topic).await.expect("producer");
+    p.send_all(messages).await.expect("published");
+    p.close().await;
+}
+
+/// A `conclave run --pulsar` process.
+struct Instance {
+    child: Child,
+    dir: PathBuf,
+    name: String,
+}
+
+impl Instance {
+    fn start(url: &str, policy: &Path, dir: &Path, name: &str) -> Instance {
+        let err = std::fs::File::create(dir.join(format!("{name}.err"))).expect("file");
+        let out = std::fs::File::create(dir.join(format!("{name}.out"))).expect("file");
+        let child = Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args([
+                "run", "--quiet", "--pulsar", url, "--name", name, "--policy",
+            ])
+            .arg(policy)
+            .arg("--audit")
+            .arg(dir.join(format!("{name}-audit.jsonl")))
+            .arg("--dead-letters")
+            .arg(dir.join(format!("{name}-dead.jsonl")))
+            .current_dir(root())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("conclave runs");
+        let i = Instance {
+            child,
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+        };
+        i.wait_for("running on", Duration::from_secs(30));
+        i
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{}.err", self.name))).unwrap_or_default()
+    }
+
+    fn wait_for(&self, text: &str, limit: Duration) {
+        let clock = RealClock;
+        let start = clock.now();
+        while !self.stderr().contains(text) {
+            assert!(
+                clock.now().since(start) < limit,
+                "{} did not print `{text}` within {limit:?}:\n{}",
+                self.name,
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then the exit status and the `pulsar:` summary line's figures.
+    fn stop(mut self) -> BTreeMap<String, u64> {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let status = self.child.wait().expect("waits");
+        assert!(
+            status.success(),
+            "{} exited with {status}:\n{}",
+            self.name,
+            self.stderr()
+        );
+        pulsar_summary(&self.stderr())
+    }
+
+    /// SIGKILL: a crash, nothing drained.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The decisions in an instance's audit log.
+fn decisions_of(dir: &Path, name: &str) -> Vec<Decision> {
+    let path = dir.join(format!("{name}-audit.jsonl"));
+    let Ok(scan) = AuditReader::read_all(&path) else {
+        return Vec::new();
+    };
+    scan.lines
+        .into_iter()
+        .filter_map(|l| match l.record {
+            AuditRecord::Decision(d) => Some(d),
+            AuditRecord::Override(_) => None,
+        })
+        .collect()
+}
+
+/// `pulsar: 10 delivered, 0 redeliveries skipped, ...` -> {"delivered": 10, ...}.
+fn pulsar_summary(stderr: &str) -> BTreeMap<String, u64> {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("pulsar: "))
+        .unwrap_or_else(|| panic!("no pulsar summary in:\n{stderr}"));
+    line.trim_start_matches("pulsar: ")
+        .split(", ")
+        .filter_map(|part| {
+            let (n, what) = part.split_once(' ')?;
+            Some((what.to_owned(), n.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The subscription's backlog, from the broker's admin API (plain HTTP on loopback).
+fn backlog(topic: &str, subscription: &str) -> u64 {
+    let admin = std::env::var("CONCLAVE_PULSAR_ADMIN").unwrap_or("127.0.0.1:8080".into());
+    let path = topic.replacen("persistent://", "/admin/v2/persistent/", 1) + "/stats";
+    let mut s = std::net::TcpStream::connect(&admin).expect("admin API reachable");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {admin}\r\n\r\n").expect("request");
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("response");
+    let json = body.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let v: serde_json::Value = serde_json::from_str(json).expect("stats JSON");
+    v["subscriptions"][subscription]["msgBacklog"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no backlog for {subscription} in {v}"))
+}
+
+fn enacted_scales(ds: &[Decision]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for d in ds.iter().filter(|d| d.outcome.name() == "enacted") {
+        if let Some(a) = &d.action {
+            out.entry(d.target.to_string())
+                .or_default()
+                .push(a.to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn telemetry_from_a_separate_producer_becomes_actions_and_audit_records() {
+    let Some((url, _broker)) = broker() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topics = Topics::new("e2e");
+    let services: Vec<String> = ["cart", "checkout", "search"].map(String::from).to_vec();
+    let policy = write_policy(dir.path(), &topics, &services);
+    let a = Instance::start(&url, &policy, dir.path(), "e2e-a");
+
+    // A separate producer: the CLI, from a file.
+    let now = RealClock.now();
+    let file = dir.path().join("telemetry.jsonl");
+    let lines: Vec<String> = [("cart", 1.0, 4), ("checkout", 0.75, 4), ("search", 0.5, 6)]
+        .iter()
+        .map(|(s, cpu, r)| String::from_utf8(metrics(s, now, *cpu, *r)).expect("utf8"))
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").expect("written");
+    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args(["publish", "--pulsar", &url, "--topic", &topics.telemetry])
+        .arg(&file)
+        .output()
+        .expect("publish runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("published 3 messages to "));
+
+    let rt = rt();
+    let actions = rt.block_on(async {
+        let t = connect(&url).await;
+        let mut r = TopicReader::open(&t, &topics.actions, "test-reader")
+            .await
+            .expect("reader");
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            match r.next(Duration::from_secs(20)).await {
+                Some(m) => got.push(m),
+                None => break,
+            }
+        }
+        got
+    });
+    let summary = a.stop();
+
+    // cart: 4 * 1.0 / 0.5 = 8; checkout: 4 * 0.75 / 0.5 = 6; search is at its target.
+    let mut seen: Vec<(String, String, String)> = actions
+        .iter()
+        .map(|m| {
+            let v: serde_json::Value = serde_json::from_slice(&m.payload).expect("action JSON");
+            assert_eq!(
+                m.properties.get("conclave-decision-id").map(String::as_str),
+                v["decision"].as_str(),
+                "decision id in the properties"
+            );
+            assert_eq!(v["outcome"]["kind"], "enacted", "{v}");
+            assert!(v["reasons"][0]["code"].is_string(), "{v}");
+            (
+                m.key.clone().unwrap_or_default(),
+                v["target"].as_str().unwrap_or_default().to_owned(),
+                v["action"].to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!((seen[0].0.as_str(), seen[0].1.as_str()), ("cart", "cart"));
+    assert!(seen[0].2.contains("8"), "{seen:?}");
+    assert_eq!(
+        (seen[1].0.as_str(), seen[1].1.as_str()),
+        ("checkout", "checkout")
+    );
+    assert!(seen[1].2.contains("6"), "{seen:?}");
+
+    let audited = enacted_scales(&decisions_of(dir.path(), "e2e-a"));
+    assert_eq!(
+        audited,
+        BTreeMap::from([
+            ("cart".to_string(), vec!["scale to 8 replicas".to_string()]),
+            (
+                "checkout".to_string(),
+                vec!["scale to 6 replicas".to_string()]
+            ),
+        ])
+    );
+    assert_eq!(summary["delivered"], 3);
+    assert_eq!(summary["acknowledged"], 3);
+    assert_eq!(
+        backlog(&topics.telemetry, "conclave"),
+        0,
+        "everything acknowledged"
+    );
+}
+
+#[test]
+fn an_override_on_the_control_topic_takes_effect() {
+    let Some((url, _broker)) = broker() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topics = Topics::new("control");
+    let services = vec!["cart".to_string()];
+    let policy = write_policy(dir.path(), &topics, &services);
+    let a = Instance::start(&url, &policy, dir.path(), "ctl-a");
+    let rt = rt();
+    let freeze = serde_json::json!({
+        "id": "o-freeze-1", "kind": "freeze", "by": {"name": "ana", "role": "operator"},
+        "reason": "incident 42", "at": RealClock.now()
+    });
+    rt.block_on(publish(
+        &url,
+        &topics.control,
+        vec![Outgoing {
+            key: None,
+            event_id: None,
+            payload: b"{not an override".to_vec(),
+        }],
+    ));
+    rt.block_on(publish(
+        &url,
+        &topics.control,
+        vec![Outgoing {
+            key: None,
+            event_id: None,
+            payload: serde_json::to_vec(&freeze).expect("json"),
+        }],
+    ));
+    a.wait_for(
+        "control: control message is not an override",
+        Duration::from_secs(20),
+    );
+    // Wait until the freeze is in force before sending telemetry.
+    let out_path = dir.path().join("ctl-a.out");
+    let clock = RealClock;
+    let start = clock.now();
+    while !std::fs::read_to_string(&out_path)
+        .unwrap_or_default()
+        .contains("override o-freeze-1 applied")
+    {
+        assert!(
+            clock.now().since(start) < Duration::from_secs(20),
+            "freeze not applied"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let now = RealClock.now();
+    rt.block_on(publish(
+        &url,
+        &topics.telemetry,
+        vec![outgoing("cart", metrics("cart", now, 1.0, 4), "c-1".into())],
+    ));
+    // Two windows later the decision is in.
+    std::thread::sleep(Duration::from_secs(4));
+    a.stop();
+    let ds = decisions_of(dir.path(), "ctl-a");
+    let cart: Vec<&Decision> = ds.iter().filter(|d| d.target.as_str() == "cart").collect();
+    assert_eq!(cart.len(), 1, "{ds:?}");
+    assert_eq!(cart[0].outcome.name(), "overridden");
+    assert!(
+        cart[0].reasons.iter().any(|r| r.message.contains("freeze")),
+        "{:?}",
+        cart[0].reasons
+    );
+}
+
+#[test]
+fn a_poison_message_goes_to_the_dead_letter_topic_and_the_rest_are_decided() {
+    let Some((url, _broker)) = broker() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topics = Topics::new("poison");
+    let services = vec!["cart".to_string(), "search".to_string()];
+    let policy = write_policy(dir.path(), &topics, &services);
+    let a = Instance::start(&url, &policy, dir.path(), "poison-a");
+    let rt = rt();
+    let now = RealClock.now();
+    rt.block_on(publish(
+        &url,
+        &topics.telemetry,
+        vec![
+            outgoing("cart", metrics("cart", now, 0.5, 4), "p-1".into()),
+            outgoing(
+                "cart",
+                b"{\"type\": \"metrics\", \"service\": ".to_vec(),
+                "p-2".into(),
+            ),
+            outgoing("cart", metrics("cart", now, 1.0, 4), "p-3".into()),
+            outgoing("search", metrics("search", now, 1.0, 2), "p-4".into()),
+        ],
+    ));
+    let dead = rt.block_on(async {
+        let t = connect(&url).await;
+        let mut r = TopicReader::open(&t, &topics.dead, "test-reader")
+            .await
+            .expect("reader");
+        r.next(Duration::from_secs(20)).await
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let summary = a.stop();
+    let dead = dead.expect("a dead letter");
+    assert_eq!(
+        dead.payload,
+        b"{\"type\": \"metrics\", \"service\": ".to_vec()
+    );
+    assert_eq!(
+        dead.properties
+            .get("conclave-dead-letter-reason")
+            .map(String::as_str),
+        Some("malformed_json")
+    );
+    assert_eq!(
+        dead.properties.get("conclave-origin-topic"),
+        Some(&topics.telemetry)
+    );
+    assert!(dead.properties.contains_key("conclave-dead-letter-error"));
+    assert_eq!(
+        enacted_scales(&decisions_of(dir.path(), "poison-a")),
+        BTreeMap::from([
+            ("cart".to_string(), vec!["scale to 8 replicas".to_string()]),
+            (
+                "search".to_string(),
+                vec!["scale to 4 replicas".to_string()]
+            ),
+        ]),
+        "the messages after the poison one were decided"
+    );
+    assert_eq!(summary["delivered"], 4);
+    assert_eq!(summary["dead letters published"], 1);
+    assert_eq!(
+        backlog(&topics.telemetry, "conclave"),
+        0,
+        "the poison message was acknowledged too"
+    );
+}
+
+#[test]
+fn a_broker_restart_mid_stream_loses_nothing_and_enacts_nothing_twice() {
+    let Some((url, _broker)) = broker() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topics = Topics::new("restart");
+    let services: Vec<String> = (0..4).map(|i| format!("svc-{i}")).collect();
+    let policy = write_policy(dir.path(), &topics, &services);
+    let a = Instance::start(&url, &policy, dir.path(), "restart-a");
+    let rt = rt();
+    let batch = |round: u32| {
+        let now = RealClock.now();
+        services
+            .iter()
+            .map(|s| {
+                outgoing(
+                    s,
+                    metrics(s, now, 0.5 * f64::from(round + 1), 2),
+                    format!("{s}-{round}"),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    for round in 0..3 {
+        rt.block_on(publish(&url, &topics.telemetry, batch(round)));
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let restart = Command::new(root().join("deploy/pulsar/pulsar.sh"))
+        .arg("restart")
+        .status()
+        .expect("pulsar.sh runs");
+    assert!(restart.success(), "broker restarted");
+    let after_restart = RealClock.now();
+    for round in 3..6 {
+        rt.block_on(publish(&url, &topics.telemetry, batch(round)));
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    let summary = a.stop();
+    let ds = decisions_of(dir.path(), "restart-a");
+
+    // Every event id reached the agents exactly once (redeliveries were recognised).
+    assert_eq!(summary["delivered"], 24, "{summary:?}");
+    // Decisions resumed after the restart, on the telemetry sent after it (cpu 2.0 and
+    // more: 8 replicas or more wanted, clamped by the scaler's scale-up rate).
+    for s in &services {
+        assert!(
+            ds.iter().any(|d| d.target.as_str() == s
+                && d.at > after_restart
+                && d.outcome.name() == "enacted"
+                && d.proposals.iter().any(|p| p
+                    .rationale
+                    .iter()
+                    .any(|f| f.name == "metric_replicas" && f.value >= 8.0))),
+            "no decision for {s} after the restart: {ds:?}"
+        );
+    }
+    // No decision id twice.
+    let ids: BTreeSet<&str> = ds.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids.len(), ds.len(), "a decision was made twice");
+    assert_eq!(
+        backlog(&topics.telemetry, "conclave"),
+        0,
+        "everything acknowledged"
+    );
+}
+
+#[test]
+fn two_instances_on_key_shared_own_disjoint_targets_and_take_over_on_failure() {
+    let Some((url, _broker)) = broker() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topics = Topics::new("scaleout");
+    let services: Vec<String> = (0..8).map(|i| format!("svc-{i}")).collect();
+    let policy = write_policy(dir.path(), &topics, &services);
+    let a = Instance::start(&url, &policy, dir.path(), "so-a");
+    let b = Instance::start(&url, &policy, dir.path(), "so-b");
+    let rt = rt();
+    let mut round = 0u32;
+    let mut send_for = |secs: u64| {
+        let clock = RealClock;
+        let start = clock.now();
+        while clock.now().since(start) < Duration::from_secs(secs) {
+            let now = clock.now();
+            // Steady overload: every window with telemetry has a scale-up to decide.
+            let cpu = 1.0;
+            let msgs = services
+                .iter()
+                .map(|s| outgoing(s, metrics(s, now, cpu, 4), format!("{s}-{round}")))
+                .collect();
+            rt.block_on(publish(&url, &topics.telemetry, msgs));
+            round += 1;
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    send_for(8);
+    let killed_at = RealClock.now();
+    let a_targets: BTreeSet<String> = decisions_of(dir.path(), "so-a")
+        .iter()
+        .map(|d| d.target.to_string())
+        .collect();
+    a.kill();
+    send_for(12);
+    b.stop();
+
+    let da = decisions_of(dir.path(), "so-a");
+    let db = decisions_of(dir.path(), "so-b");
+    assert!(!da.is_empty() && !db.is_empty(), "both instances decided");
+    // Never two arbiters for one target in one window.
+    let wa: BTreeSet<(String, Timestamp)> =
+        da.iter().map(|d| (d.target.to_string(), d.at)).collect();
+    let wb: BTreeSet<(String, Timestamp)> =
+        db.iter().map(|d| (d.target.to_string(), d.at)).collect();
+    let both: Vec<_> = wa.intersection(&wb).collect();
+    assert!(both.is_empty(), "decided by both in one window: {both:?}");
+    // After A died, B decided for every target A had, within 10 seconds.
+    assert!(!a_targets.is_empty());
+    for t in &a_targets {
+        let first = db
+            .iter()
+            .filter(|d| d.target.as_str() == t && d.at > killed_at)
+            .map(|d| d.at)
+            .min();
+        let first = first.unwrap_or_else(|| panic!("B never took over {t}"));
+        assert!(
+            first.since(killed_at) < Duration::from_secs(10),
+            "{t} taken over after {:?}; B decided: {:?}\n{}",
+            first.since(killed_at),
+            db.iter()
+                .map(|d| (d.target.to_string(), d.at.since(killed_at)))
+                .collect::<Vec<_>>(),
+            std::fs::read_to_string(dir.path().join("so-b.err")).unwrap_or_default()
+        );
+    }
+}
+
+#[test]
+fn bad_urls_unreachable_brokers_and_missing_topics_are_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topics = Topics::new("errors");
+    let policy = write_policy(dir.path(), &topics, &["cart".to_string()]);
+    let run = |url: &str, policy: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args(["run", "--pulsar", url, "--policy"])
+            .arg(policy)
+            .arg("--audit")
+            .arg(dir.path().join("audit.jsonl"))
+            .arg("--dead-letters")
+            .arg(dir.path().join("dead.jsonl"))
+            .output()
+            .expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run("http://127.0.0.1:8080", &policy);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("invalid Pulsar URL `http://127.0.0.1:8080`: expected a URL starting with `pulsar://` or `pulsar+ssl://`"),
+        "{err}"
+    );
+    // Nothing listens on port 1.
+    let (code, err) = run("pulsar://127.0.0.1:1", &policy);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("cannot reach the Pulsar broker at pulsar://127.0.0.1:1"),
+        "{err}"
+    );
+
+    let Some((url, _broker)) = broker() else {
+        return;
+    };
+    let missing = dir.path().join("missing.yaml");
+    std::fs::write(
+        &missing,
+        std::fs::read_to_string(&policy)
+            .expect("policy")
+            .replace(&topics.telemetry, "persistent://conclave/ops/no-such-topic"),
+    )
+    .expect("written");
+    let (code, err) = run(&url, &missing);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("cannot subscribe to `persistent://conclave/ops/no-such-topic`"),
+        "{err}"
+    );
+}
