@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Retrain every Conclave model from scratch: set up the pinned venv, then run the
+# trainers, then the training tests. Run from anywhere:
+#   agents/training/train_all.sh
+# Models trained here: scaler-forecast (agents/models/scaler-forecast.onnx).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+"$here/setup.sh" >/dev/null
+py="$root/.venv/bin/python"
+cd "$root"
+"$py" "$here/train_scaler.py"
+"$py" -m pytest "$here" -q
