@@ -62,7 +62,7 @@ bench:
 bench-pulsar: build
 	@trap 'deploy/pulsar/pulsar.sh stop' EXIT; \
 	deploy/pulsar/pulsar.sh start && deploy/pulsar/pulsar.sh setup-topics && \
-	$(CARGO) run --release --bin pulsar-bench -- --pulsar pulsar://127.0.0.1:6650
+	CONCLAVE_PULSAR_URL=pulsar://127.0.0.1:6650 $(CARGO) bench -p conclave-agents --bench pulsar
 
 ## Regenerate the committed JSON Schema of policies.
 schema: build

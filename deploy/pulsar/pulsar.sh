@@ -24,7 +24,7 @@
 #   CONCLAVE_PULSAR_START_TIMEOUT  seconds to healthy    (default: 180)
 #   CONCLAVE_PULSAR_STOP_TIMEOUT   seconds before KILL   (default: 60)
 #   CONCLAVE_PULSAR_HEAP           -Xmx                  (default: 1g)
-#   CONCLAVE_PULSAR_DIRECT_MEMORY  -XX:MaxDirectMemorySize (default: 512m)
+#   CONCLAVE_PULSAR_DIRECT_MEMORY  -XX:MaxDirectMemorySize (default: 1g)
 #   CONCLAVE_PULSAR_JAVA_OPTS      extra JVM options
 #   CONCLAVE_MAVEN_REPO            Maven local repository (default: Maven's own, ~/.m2/repository)
 #   CONCLAVE_PULSAR_LOG_LEVEL      broker root log level (default: info)
@@ -68,7 +68,7 @@ BOOKIE_PORT="${CONCLAVE_PULSAR_BOOKIE_PORT:-3181}"
 START_TIMEOUT="${CONCLAVE_PULSAR_START_TIMEOUT:-180}"
 STOP_TIMEOUT="${CONCLAVE_PULSAR_STOP_TIMEOUT:-60}"
 HEAP="${CONCLAVE_PULSAR_HEAP:-1g}"
-DIRECT_MEMORY="${CONCLAVE_PULSAR_DIRECT_MEMORY:-512m}"
+DIRECT_MEMORY="${CONCLAVE_PULSAR_DIRECT_MEMORY:-1g}"
 
 HTTP_URL="http://127.0.0.1:$HTTP_PORT"
 ADMIN_URL="$HTTP_URL/admin/v2"

@@ -13,6 +13,8 @@ pub mod bus;
 mod clock;
 mod decision;
 pub mod events;
+#[cfg(feature = "models")]
+pub mod models;
 mod overrides;
 pub mod policy;
 pub mod policy_test;

@@ -45,6 +45,7 @@ impl ManagedProducer {
                     // Keyed telemetry and actions must reach Key_Shared consumers one key
                     // per message; batching would mix keys.
                     batch_size: None,
+                    block_queue_if_full: true,
                     ..ProducerOptions::default()
                 })
                 .build();

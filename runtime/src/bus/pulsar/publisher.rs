@@ -10,6 +10,9 @@ use futures::StreamExt;
 
 use super::{PulsarError, PulsarTransport, EVENT_ID_PROPERTY};
 
+/// Sends in flight before waiting for their receipts.
+const MAX_IN_FLIGHT: usize = 1000;
+
 /// One message to publish.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outgoing {
@@ -47,6 +50,9 @@ impl Publisher {
             .with_name(format!("{}-publish", transport.name()))
             .with_options(ProducerOptions {
                 batch_size: None,
+                // Wait for room instead of failing with `SlowDown` when many sends are
+                // in flight.
+                block_queue_if_full: true,
                 ..ProducerOptions::default()
             })
             .build();
@@ -72,8 +78,16 @@ impl Publisher {
             topic: self.topic.clone(),
             detail,
         };
-        let mut receipts = Vec::with_capacity(messages.len());
+        let mut receipts: Vec<::pulsar::producer::SendFuture> = Vec::with_capacity(MAX_IN_FLIGHT);
         for m in messages {
+            if receipts.len() >= MAX_IN_FLIGHT {
+                for r in receipts.drain(..) {
+                    tokio::time::timeout(self.timeout, r)
+                        .await
+                        .map_err(|_| err(format!("no receipt within {:?}", self.timeout)))?
+                        .map_err(|e| err(e.to_string()))?;
+                }
+            }
             let mut properties = HashMap::new();
             if let Some(id) = m.event_id {
                 properties.insert(EVENT_ID_PROPERTY.to_owned(), id);
