@@ -4,13 +4,18 @@ CARGO ?= cargo
 # Honour CARGO_TARGET_DIR, so a build elsewhere is found.
 BIN := $(or $(CARGO_TARGET_DIR),target)/debug/conclave
 
-.PHONY: demo test deps build lint test-rust test-policies test-pulsar fuzz schema bench bench-pulsar clean
+.PHONY: demo test deps venv build lint test-rust test-policies test-pulsar test-training fuzz schema bench bench-pulsar clean
 
 ## System packages the build needs (protoc for the Pulsar client), via apt when missing.
 deps:
 	deploy/setup/deps.sh
 
-build: deps
+## The project's Python venv (.venv): ONNX Runtime's library for the models, and the
+## pinned training stack (agents/training/requirements.txt). Does nothing when current.
+venv:
+	agents/training/setup.sh >/dev/null
+
+build: deps venv
 	$(CARGO) build --workspace --all-targets
 
 ## The main job: validate and test the shipped policies, the scripted arbiter demo, the
@@ -28,14 +33,18 @@ demo: build
 
 ## Every test: lints; a real Pulsar broker started for the Rust unit, property and system
 ## tests (the Pulsar ones included) and the broker smoke test; policy tests.
-test: lint test-policies test-pulsar
+test: lint test-policies test-pulsar test-training
+
+## The training pipeline's own tests (features, spec, held-out split) in the venv.
+test-training: venv
+	.venv/bin/python -m pytest agents/training -q
 
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Rust tests alone; the Pulsar system tests say they were skipped without a broker.
-test-rust: deps
+test-rust: deps venv
 	$(CARGO) test --workspace
 
 test-policies: build
@@ -45,7 +54,7 @@ test-policies: build
 ## A real Apache Pulsar standalone from Maven Central: start, create topics, run every Rust
 ## test against it, round-trip a message with the Java client, restart, stop. Without the
 ## broker only when CONCLAVE_SKIP_PULSAR=1 (the Pulsar system tests then say so).
-test-pulsar: deps
+test-pulsar: deps venv
 	@if [ "$${CONCLAVE_SKIP_PULSAR:-0}" = 1 ]; then \
 		echo "pulsar broker skipped (CONCLAVE_SKIP_PULSAR=1)"; $(CARGO) test --workspace; exit $$?; fi; \
 	trap 'deploy/pulsar/pulsar.sh stop' EXIT; \
