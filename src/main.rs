@@ -33,6 +33,9 @@ enum Command {
     Simulate(commands::simulate::SimulateArgs),
     /// Publish JSON Lines telemetry to a Pulsar topic, keyed by target.
     Publish(commands::publish::PublishArgs),
+    /// ONNX models named in a policy.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     Demo {
         /// The policy to run under.
         #[arg(long, default_value = "policies/ecommerce.yaml")]
@@ -40,6 +43,17 @@ enum Command {
         /// Where to write the audit log.
         #[arg(long, default_value = "target/demo/audit.jsonl")]
         audit: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Load every model the policy names (as the agents would), print the ONNX Runtime
+    /// library, each model's signature and metadata, and run a test inference.
+    Check {
+        /// The policy.
+        #[arg(long)]
+        policy: PathBuf,
     },
 }
 
@@ -152,6 +166,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(&args),
         Command::Simulate(args) => commands::simulate::run(&args),
         Command::Publish(args) => commands::publish::run(&args),
+        Command::Models(ModelsCommand::Check { policy }) => commands::models::check(&policy),
     };
     match result {
         Ok(code) => code,

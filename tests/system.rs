@@ -1,6 +1,7 @@
 //! Whole-system tests, built as one binary (modules per area).
 
 mod cli_demo;
+mod cli_models;
 mod cli_policy;
 mod golden;
 mod pulsar;

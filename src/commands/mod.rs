@@ -2,6 +2,7 @@
 
 pub mod decisions;
 pub mod demo;
+pub mod models;
 pub mod policy;
 pub mod publish;
 pub mod run;
