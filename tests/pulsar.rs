@@ -557,6 +557,7 @@ fn a_broker_restart_mid_stream_loses_nothing_and_enacts_nothing_twice() {
     }
     std::thread::sleep(Duration::from_secs(4));
     let summary = a.stop();
+    eprintln!("restart run: {summary:?}");
     let ds = decisions_of(dir.path(), "restart-a");
 
     // Every event id reached the agents exactly once (redeliveries were recognised).

@@ -41,6 +41,10 @@ pub enum RunKind {
     None,
     /// The policy's agents through the real runtime.
     Policy,
+    /// The same policy with every model removed: each agent on its rule (HPA scaler,
+    /// resilience4j-style breaker, EWMA router, deterministic compliance detectors) —
+    /// today's hand-tuned setup, to compare the learned agents against.
+    Rules,
     /// A scaler with perfect foresight of every service's load (see [`crate::oracle`]):
     /// replicas ready a cold start ahead of each spike, released right after; no other
     /// action. The lower bound on violations for its cost.
@@ -48,11 +52,25 @@ pub enum RunKind {
 }
 
 impl RunKind {
+    /// Every kind, by name (for `--compare`).
+    pub const ALL: [RunKind; 4] = [
+        RunKind::None,
+        RunKind::Policy,
+        RunKind::Rules,
+        RunKind::Oracle,
+    ];
+
+    /// The kind named `name`.
+    pub fn parse(name: &str) -> Option<RunKind> {
+        RunKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The run's name in reports.
     pub fn as_str(self) -> &'static str {
         match self {
             RunKind::None => "none",
             RunKind::Policy => "policy",
+            RunKind::Rules => "rules",
             RunKind::Oracle => "oracle",
         }
     }
@@ -61,6 +79,7 @@ impl RunKind {
         match self {
             RunKind::None => "static replicas, nothing intervenes",
             RunKind::Policy => "the policy's agents through the runtime",
+            RunKind::Rules => "the policy's agents on their rules (models removed)",
             RunKind::Oracle => "perfect-foresight scaler at 70 % utilization",
         }
     }
@@ -445,7 +464,14 @@ pub async fn run(
     });
     let (tap_tx, mut tap) = mpsc::unbounded_channel::<Decision>();
     let dead = Arc::new(MemoryDeadLetters::default());
-    let runtime = if kind == RunKind::Policy {
+    let rules_only;
+    let policy = if kind == RunKind::Rules {
+        rules_only = Arc::new(policy.without_models());
+        &rules_only
+    } else {
+        policy
+    };
+    let runtime = if matches!(kind, RunKind::Policy | RunKind::Rules) {
         let specs = conclave_agents::agent_specs(policy).map_err(|e| {
             SimError::Agents(
                 e.iter()

@@ -35,6 +35,11 @@ pub struct SimulateArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Baselines to run next to the policy, comma-separated: `none` (static replicas),
+    /// `rules` (the policy with its models removed), `oracle` (perfect-foresight scaler).
+    /// Default: `none,oracle`, plus `rules` when an agent of the policy uses a model.
+    #[arg(long, value_delimiter = ',')]
+    pub compare: Option<Vec<String>>,
 }
 
 fn print_errors(errors: &[conclave_runtime::PolicyError]) {
@@ -69,7 +74,29 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| Path::new("target/simulate").join(&scenario.name));
     std::fs::create_dir_all(&out).with_context(|| format!("creating `{}`", out.display()))?;
 
-    let kinds = [RunKind::None, RunKind::Policy, RunKind::Oracle];
+    let has_models = policy.agents().values().any(|a| a.model().is_some());
+    let compare: Vec<String> = args.compare.clone().unwrap_or_else(|| {
+        let mut d = vec!["none".to_owned()];
+        if has_models {
+            d.push("rules".to_owned());
+        }
+        d.push("oracle".to_owned());
+        d
+    });
+    let mut kinds = vec![RunKind::Policy];
+    for name in &compare {
+        match RunKind::parse(name.trim()) {
+            Some(RunKind::Policy) | None => {
+                anyhow::bail!(
+                    "unknown baseline `{name}` in --compare; expected none, rules or oracle"
+                )
+            }
+            Some(k) if !kinds.contains(&k) => kinds.push(k),
+            Some(_) => {}
+        }
+    }
+    // Report order: none, policy, rules, oracle (the table compares each with `none`).
+    kinds.sort_by_key(|k| RunKind::ALL.iter().position(|a| a == k));
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {

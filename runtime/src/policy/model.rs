@@ -435,6 +435,16 @@ fn is_default_pulsar(p: &super::transport::PulsarSettings) -> bool {
 }
 
 impl Policy {
+    /// The same policy with no agent using a model (each on its rule): the simulator's
+    /// `rules` baseline.
+    pub fn without_models(&self) -> Policy {
+        let mut p = self.clone();
+        for a in p.agents.values_mut() {
+            a.model = None;
+        }
+        p
+    }
+
     /// Topics and subscription on Pulsar (defaults when the policy has no `spec.pulsar`).
     pub fn pulsar(&self) -> &super::transport::PulsarSettings {
         &self.pulsar
