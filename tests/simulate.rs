@@ -53,6 +53,42 @@ async fn the_flash_sale_is_deterministic_and_the_policy_beats_doing_nothing() {
     assert!(oracle.slo_violation_minutes <= policy.slo_violation_minutes);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_mode_acts_on_nothing_and_scores_what_the_agents_would_have_done() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = scenario::load(&root().join(FLASH_SALE), &root().join("simulations/traces"))
+        .expect("scenario");
+    let policy = Arc::new(conclave_agents::load_policy(&s.policy).expect("policy"));
+    let r = simulate(
+        &s,
+        &policy,
+        &[RunKind::None, RunKind::Shadow],
+        dir.path(),
+        None,
+        &|_, _| {},
+    )
+    .await
+    .expect("simulate");
+    let (none, shadow) = (&r.runs[0].totals, &r.runs[1].totals);
+    assert_eq!(r.runs[1].name, "shadow");
+    // Nothing acted: the fleet did exactly what it did with no agent at all.
+    assert_eq!(shadow.slo_violation_minutes, none.slo_violation_minutes);
+    assert_eq!(shadow.replica_hours, none.replica_hours);
+    assert_eq!(shadow.failed, none.failed);
+    assert_eq!(shadow.decisions.get("enacted"), None);
+    assert!(shadow.decisions.get("shadowed").copied().unwrap_or(0) > 0);
+    let score = shadow.shadow.as_ref().expect("a shadow score");
+    assert!(score.scale_decisions > 0);
+    assert!((0.0..=1.0).contains(&score.direction_agreement));
+    // The flash sale under-provisions the static fleet: the scaler's would-be replicas
+    // are closer to the oracle's than the static count.
+    assert!(
+        score.mean_abs_error_would < score.mean_abs_error_static,
+        "{score:?}"
+    );
+    assert!(none.shadow.is_none());
+}
+
 #[test]
 fn broken_scenarios_get_located_errors() {
     let dir = root().join("tests/fixtures/broken-scenarios");

@@ -24,7 +24,7 @@ use crate::fleet::{ActionQueue, Fleet, FleetActuator, FleetError};
 use crate::oracle::OraclePlan;
 use crate::report::{
     ComplianceScore, DecisionMark, Incident, Report, RunReport, ServiceSeries, ServiceTotals,
-    Totals,
+    ShadowScore, Totals,
 };
 use crate::scenario::Scenario;
 
@@ -45,6 +45,9 @@ pub enum RunKind {
     /// resilience4j-style breaker, EWMA router, deterministic compliance detectors) —
     /// today's hand-tuned setup, to compare the learned agents against.
     Rules,
+    /// The policy's agents in shadow: nothing acts (the fleet runs as in `none`); every
+    /// scaling decision they would have made is scored against the oracle's plan.
+    Shadow,
     /// A scaler with perfect foresight of every service's load (see [`crate::oracle`]):
     /// replicas ready a cold start ahead of each spike, released right after; no other
     /// action. The lower bound on violations for its cost.
@@ -53,9 +56,10 @@ pub enum RunKind {
 
 impl RunKind {
     /// Every kind, by name (for `--compare`).
-    pub const ALL: [RunKind; 4] = [
+    pub const ALL: [RunKind; 5] = [
         RunKind::None,
         RunKind::Policy,
+        RunKind::Shadow,
         RunKind::Rules,
         RunKind::Oracle,
     ];
@@ -71,6 +75,7 @@ impl RunKind {
             RunKind::None => "none",
             RunKind::Policy => "policy",
             RunKind::Rules => "rules",
+            RunKind::Shadow => "shadow",
             RunKind::Oracle => "oracle",
         }
     }
@@ -80,6 +85,7 @@ impl RunKind {
             RunKind::None => "static replicas, nothing intervenes",
             RunKind::Policy => "the policy's agents through the runtime",
             RunKind::Rules => "the policy's agents on their rules (models removed)",
+            RunKind::Shadow => "the policy's agents in shadow, scored against the oracle",
             RunKind::Oracle => "perfect-foresight scaler at 70 % utilization",
         }
     }
@@ -368,6 +374,7 @@ impl Tally {
             decisions,
             dead_lettered,
             compliance,
+            shadow: None,
         };
         RunReport {
             name: kind.as_str().to_string(),
@@ -464,14 +471,19 @@ pub async fn run(
     });
     let (tap_tx, mut tap) = mpsc::unbounded_channel::<Decision>();
     let dead = Arc::new(MemoryDeadLetters::default());
-    let rules_only;
-    let policy = if kind == RunKind::Rules {
-        rules_only = Arc::new(policy.without_models());
-        &rules_only
-    } else {
-        policy
+    let transformed;
+    let policy = match kind {
+        RunKind::Rules => {
+            transformed = Arc::new(policy.without_models());
+            &transformed
+        }
+        RunKind::Shadow => {
+            transformed = Arc::new(policy.all_in_shadow());
+            &transformed
+        }
+        _ => policy,
     };
-    let runtime = if matches!(kind, RunKind::Policy | RunKind::Rules) {
+    let runtime = if matches!(kind, RunKind::Policy | RunKind::Rules | RunKind::Shadow) {
         let specs = conclave_agents::agent_specs(policy).map_err(|e| {
             SimError::Agents(
                 e.iter()
@@ -517,17 +529,18 @@ pub async fn run(
 
     let steps = (scenario.duration.as_secs_f64() / scenario.step.as_secs_f64()).ceil() as u64;
     let plan = match kind {
-        RunKind::Oracle => {
+        RunKind::Oracle | RunKind::Shadow => {
             Some(OraclePlan::compute(scenario, ORACLE_UTILIZATION).map_err(fleet_err(start))?)
         }
         _ => None,
     };
+    let mut shadow = (kind == RunKind::Shadow).then(ShadowTally::default);
     let mut planned: BTreeMap<String, u32> = BTreeMap::new();
     let mut marks = Vec::new();
     for step in 1..=steps {
         let since = scenario.step * u32::try_from(step).unwrap_or(u32::MAX);
         let now = start.plus(since);
-        if let Some(plan) = &plan {
+        if let Some(plan) = plan.as_ref().filter(|_| kind == RunKind::Oracle) {
             let before = now.minus(scenario.step);
             for service in plan.services() {
                 let Some(r) = plan.replicas_at(service, step) else {
@@ -652,6 +665,9 @@ pub async fn run(
                 }
             }
             while let Ok(d) = tap.try_recv() {
+                if let (Some(t), Some(p)) = (shadow.as_mut(), plan.as_ref()) {
+                    t.score(&d, p, &fleet, step);
+                }
                 if marks.len() < MAX_DECISION_MARKS {
                     marks.push(mark(&d, start));
                 }
@@ -693,6 +709,9 @@ pub async fn run(
         None => (BTreeMap::new(), 0),
     };
     while let Ok(d) = tap.try_recv() {
+        if let (Some(t), Some(p)) = (shadow.as_mut(), plan.as_ref()) {
+            t.score(&d, p, &fleet, steps);
+        }
         if marks.len() < MAX_DECISION_MARKS {
             marks.push(mark(&d, start));
         }
@@ -701,7 +720,9 @@ pub async fn run(
         r.finish()?;
     }
     let score = events.as_ref().map(|_| compliance.score(&fleet));
-    Ok(tally.finish(kind, &fleet, decisions, marks, dead_lettered, score))
+    let mut report = tally.finish(kind, &fleet, decisions, marks, dead_lettered, score);
+    report.totals.shadow = shadow.map(ShadowTally::finish);
+    Ok(report)
 }
 
 /// Runs every kind over `scenario` and assembles the report. Audit logs of policy runs go
@@ -732,4 +753,56 @@ pub async fn simulate(
         key_services: scenario.key_services.clone(),
         runs,
     })
+}
+
+/// Scores shadow scaling decisions against the oracle's plan at the same step.
+#[derive(Default)]
+struct ShadowTally {
+    decisions: u64,
+    agreed: u64,
+    error_would: f64,
+    error_static: f64,
+}
+
+impl ShadowTally {
+    fn score(&mut self, d: &Decision, plan: &OraclePlan, fleet: &Fleet, step: u64) {
+        use conclave_runtime::{Action, Outcome, Verdict};
+        let (Outcome::Shadowed { would }, Some(Action::Scale { replicas })) =
+            (&d.outcome, &d.action)
+        else {
+            return;
+        };
+        if !matches!(would, Verdict::Enacted | Verdict::Modified) {
+            return;
+        }
+        let service = d.target.as_str();
+        let Some(ideal) = plan.replicas_at(service, step) else {
+            return;
+        };
+        let Some(now) = fleet
+            .snapshot()
+            .into_iter()
+            .find(|s| s.service == service)
+            .map(|s| s.ready_replicas + s.starting_replicas)
+        else {
+            return;
+        };
+        self.decisions += 1;
+        let (w, i, c) = (i64::from(*replicas), i64::from(ideal), i64::from(now));
+        if (w - c).signum() == (i - c).signum() {
+            self.agreed += 1;
+        }
+        self.error_would += (w - i).abs() as f64;
+        self.error_static += (c - i).abs() as f64;
+    }
+
+    fn finish(self) -> ShadowScore {
+        let n = self.decisions.max(1) as f64;
+        ShadowScore {
+            scale_decisions: self.decisions,
+            direction_agreement: self.agreed as f64 / n,
+            mean_abs_error_would: self.error_would / n,
+            mean_abs_error_static: self.error_static / n,
+        }
+    }
 }

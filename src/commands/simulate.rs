@@ -40,6 +40,11 @@ pub struct SimulateArgs {
     /// Default: `none,oracle`, plus `rules` when an agent of the policy uses a model.
     #[arg(long, value_delimiter = ',')]
     pub compare: Option<Vec<String>>,
+    /// `enforce` (default): the policy's agents act on the fleet as the policy says.
+    /// `shadow`: they run without acting, and their would-be scaling decisions are scored
+    /// against the oracle's plan.
+    #[arg(long, default_value = "enforce", value_parser = ["enforce", "shadow"])]
+    pub mode: String,
 }
 
 fn print_errors(errors: &[conclave_runtime::PolicyError]) {
@@ -83,10 +88,14 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         d.push("oracle".to_owned());
         d
     });
-    let mut kinds = vec![RunKind::Policy];
+    let mut kinds = vec![if args.mode == "shadow" {
+        RunKind::Shadow
+    } else {
+        RunKind::Policy
+    }];
     for name in &compare {
         match RunKind::parse(name.trim()) {
-            Some(RunKind::Policy) | None => {
+            Some(RunKind::Policy | RunKind::Shadow) | None => {
                 anyhow::bail!(
                     "unknown baseline `{name}` in --compare; expected none, rules or oracle"
                 )
@@ -146,6 +155,18 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
         policy.name()
     );
     print!("{}", report::render_table(&report));
+    for run in &report.runs {
+        if let Some(s) = &run.totals.shadow {
+            println!(
+                "{}: {} would-be scaling decisions; direction agreed with the oracle in {:.0} %; mean |replicas - oracle| {:.2} would-be vs {:.2} doing nothing",
+                run.name,
+                s.scale_decisions,
+                s.direction_agreement * 100.0,
+                s.mean_abs_error_would,
+                s.mean_abs_error_static
+            );
+        }
+    }
     println!("report: {}", html_path.display());
     println!("data:   {}", json_path.display());
     if let Some(dir) = &args.record {

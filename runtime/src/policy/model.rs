@@ -445,6 +445,18 @@ impl Policy {
         p
     }
 
+    /// The same policy with every running agent in shadow: decisions are made and
+    /// recorded, nothing acts (the simulator's `--mode shadow`).
+    pub fn all_in_shadow(&self) -> Policy {
+        let mut p = self.clone();
+        for a in p.agents.values_mut() {
+            if a.mode != Mode::Off {
+                a.mode = Mode::Shadow;
+            }
+        }
+        p
+    }
+
     /// Topics and subscription on Pulsar (defaults when the policy has no `spec.pulsar`).
     pub fn pulsar(&self) -> &super::transport::PulsarSettings {
         &self.pulsar

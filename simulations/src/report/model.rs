@@ -64,6 +64,24 @@ pub struct Totals {
     pub dead_lettered: u64,
     /// Compliance scores, when the scenario generates events.
     pub compliance: Option<ComplianceScore>,
+    /// For a shadow run: its would-be scaling decisions against the oracle's plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowScore>,
+}
+
+/// How close a shadow run's would-be scaling decisions came to the oracle's plan: each
+/// decision's replicas against the oracle's replicas at that step, next to the replicas
+/// actually running (nothing acted, so those are the static fleet's).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShadowScore {
+    /// Scaling decisions that enforcing would have carried out.
+    pub scale_decisions: u64,
+    /// Share whose direction (up, down, stay) matched the oracle's from the running count.
+    pub direction_agreement: f64,
+    /// Mean |would-be replicas - oracle replicas|.
+    pub mean_abs_error_would: f64,
+    /// Mean |running replicas - oracle replicas| at the same decisions (doing nothing).
+    pub mean_abs_error_static: f64,
 }
 
 /// Compliance precision and recall against the events' ground truth.

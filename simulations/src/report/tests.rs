@@ -202,6 +202,7 @@ fn small_report() -> Report {
                         recall: 0.0,
                         precision: f64::NAN,
                     }),
+                    shadow: None,
                 },
                 services: services([14.0, 14.0], [4.0, 4.0], [4, 4], [3_750.0, 6_000.0]),
                 series: vec![
@@ -241,6 +242,7 @@ fn small_report() -> Report {
                         recall: 0.9,
                         precision: 0.947_368,
                     }),
+                    shadow: None,
                 },
                 services: services([5.0, 0.0], [6.0, 5.25], [8, 6], [375.0, 140.0]),
                 series: vec![
@@ -272,6 +274,7 @@ fn small_report() -> Report {
                     decisions: BTreeMap::from([("enacted".to_owned(), 9)]),
                     dead_lettered: 0,
                     compliance: None,
+                    shadow: None,
                 },
                 services: services([0.0, 0.0], [6.5, 6.0], [9, 9], [75.0, 120.0]),
                 series: vec![
