@@ -34,6 +34,10 @@ impl AgentCatalog for Catalog {
 
 /// Factories for every agent the policy runs (mode other than `off`), sorted by name.
 ///
+/// Models the policy names are loaded here, once (see `scaler::ScalerModel::load`); a
+/// model that cannot be loaded does not fail this call: the agent runs on its rule and
+/// records `fallback: model_unavailable`.
+///
 /// # Errors
 /// Settings problems, as `(agent, problem)`; cannot happen for a policy compiled with
 /// [`Catalog`], which checked them already.
@@ -49,8 +53,21 @@ pub fn agent_specs(policy: &Arc<Policy>) -> Result<Vec<AgentSpec>, Vec<(String, 
         {
             scaler::NAME => scaler::ScalerConfig::from_settings(settings).map(|c| {
                 let scope = Scope::new(policy.clone(), scaler::NAME);
-                let f: AgentFactory =
-                    Arc::new(move || Box::new(scaler::ScalerAgent::new(c.clone(), scope.clone())));
+                // Loaded here, once per policy: every incarnation shares it, a restart
+                // does not reload it. A model that cannot be loaded is a runtime fault,
+                // not a policy error: the agent runs on its rule and says so.
+                let model = agent.model().map(scaler::ScalerModel::load);
+                if let Some(error) = model.as_ref().and_then(|m| m.error()) {
+                    tracing::warn!(agent = scaler::NAME, %error, "Model unavailable; the agent runs on its rule.");
+                }
+                let f: AgentFactory = Arc::new(move || match &model {
+                    Some(model) => Box::new(scaler::ScalerAgent::with_model(
+                        c.clone(),
+                        scope.clone(),
+                        model.clone(),
+                    )),
+                    None => Box::new(scaler::ScalerAgent::new(c.clone(), scope.clone())),
+                });
                 (scaler::NAME, f)
             }),
             router::NAME => router::RouterConfig::from_settings(settings).map(|c| {

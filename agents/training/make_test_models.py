@@ -13,10 +13,19 @@ reproducible: no random weights, fixed producer and opsets):
     slow.onnx      x: float32 [N, 1] -> y: float32 [N, 1], y = x + 0 * v where v counts
                    the iterations of a Loop of SLOW_ITERATIONS steps: seconds of work
                    for one call, for the timeout tests.
+    scaler-nan.onnx
+                   features: float32 [N, 24] -> p90_ratio: float32 [N, 1], always NaN
+                   (MatMul with a column of NaN): the scaler forecast model's signature,
+                   for the scaler agent's non-finite-output fallback test.
+    scaler-out-of-range.onnx
+                   features: float32 [N, 24] -> p90_ratio: float32 [N, 1], always 50
+                   (MatMul with zeros, plus 50), outside the declared [0, 20]: the
+                   scaler agent's out-of-range fallback test.
 
-All three carry the metadata_props keys the host reads (name, version,
+All carry the metadata_props keys the host reads (name, version,
 training_data_sha256, feature_names, reference_stats, output_range), so a test can
-check them.
+check them; the scaler-signature models name the scaler's 24 features (their uniform
+reference_stats are placeholders, not training statistics).
 """
 
 from __future__ import annotations
@@ -38,20 +47,34 @@ IR_VERSION = 8
 SLOW_ITERATIONS = 20_000_000
 
 
-def _io(name: str) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, 1])
+# The scaler forecast model's input columns (agents/models/scaler.features.json).
+SCALER_FEATURES = [
+    "r_lag0", "r_lag1", "r_lag2", "r_lag5", "r_lag10", "r_lag15", "r_lag30", "r_lag60",
+    "ewma_hl2", "ewma_hl30", "ewma_hl120", "ewma_hl720", "std30", "max60",
+    "day_now", "day_ahead", "week_now", "week_ahead", "has_day", "has_week",
+    "tod_sin", "tod_cos", "dow_sin", "dow_cos",
+]
 
 
-def _stats() -> str:
+def _io(name: str, width: int = 1) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, width])
+
+
+def _stats(names: list[str] | None = None) -> str:
     edges = [0.1 * (i + 1) for i in range(9)]
     return json.dumps(
-        [{"name": "x", "mean": 0.5, "std": 0.2887, "decile_edges": edges,
-          "proportions": [0.1] * 10}],
+        [{"name": n, "mean": 0.5, "std": 0.2887, "decile_edges": edges,
+          "proportions": [0.1] * 10} for n in (names or ["x"])],
         separators=(",", ":"),
     )
 
 
-def _model(name: str, graph: onnx.GraphProto) -> onnx.ModelProto:
+def _model(
+    name: str,
+    graph: onnx.GraphProto,
+    features: list[str] | None = None,
+    output_range: tuple[float, float] = (0.0, 10.0),
+) -> onnx.ModelProto:
     model = helper.make_model(
         graph,
         producer_name="conclave-test-models",
@@ -64,9 +87,9 @@ def _model(name: str, graph: onnx.GraphProto) -> onnx.ModelProto:
         "name": name,
         "version": "0.0.1",
         "training_data_sha256": "0" * 64,
-        "feature_names": json.dumps(["x"]),
-        "reference_stats": _stats(),
-        "output_range": json.dumps([0.0, 10.0]),
+        "feature_names": json.dumps(features or ["x"]),
+        "reference_stats": _stats(features),
+        "output_range": json.dumps(list(output_range)),
     }
     helper.set_model_props(model, props)
     onnx.checker.check_model(model, full_check=True)
@@ -121,9 +144,37 @@ def slow() -> onnx.ModelProto:
     return _model("test-slow", graph)
 
 
+def _scaler_constant(name: str, weight: float, bias: float) -> onnx.ModelProto:
+    """features [N, 24] -> p90_ratio [N, 1] = features @ full(weight) + bias."""
+    w = numpy_helper.from_array(np.full((24, 1), weight, dtype=np.float32), "w")
+    b = numpy_helper.from_array(np.array([bias], dtype=np.float32), "b")
+    nodes = [
+        helper.make_node("MatMul", ["features", "w"], ["wx"]),
+        helper.make_node("Add", ["wx", "b"], ["p90_ratio"]),
+    ]
+    graph = helper.make_graph(
+        nodes, name, [_io("features", 24)], [_io("p90_ratio")], initializer=[w, b]
+    )
+    return _model(name, graph, features=SCALER_FEATURES, output_range=(0.0, 20.0))
+
+
+def scaler_nan() -> onnx.ModelProto:
+    return _scaler_constant("test-scaler-nan", float("nan"), 0.0)
+
+
+def scaler_out_of_range() -> onnx.ModelProto:
+    return _scaler_constant("test-scaler-out-of-range", 0.0, 50.0)
+
+
 def main() -> None:
     os.makedirs(OUT_DIR, exist_ok=True)
-    for file, build in (("identity.onnx", identity), ("nan.onnx", nan), ("slow.onnx", slow)):
+    for file, build in (
+        ("identity.onnx", identity),
+        ("nan.onnx", nan),
+        ("slow.onnx", slow),
+        ("scaler-nan.onnx", scaler_nan),
+        ("scaler-out-of-range.onnx", scaler_out_of_range),
+    ):
         path = os.path.normpath(os.path.join(OUT_DIR, file))
         data = build().SerializeToString(deterministic=True)
         with open(path, "wb") as f:

@@ -1,5 +1,9 @@
 //! The scaler's `settings` block: [`RawScalerSettings`] mirrors the YAML, and
 //! [`ScalerConfig::from_settings`] checks it once and fills the Kubernetes HPA defaults.
+//!
+//! `forecast` and `drift` configure the predictive half (see the module docs of
+//! `scaler`); they matter only when the policy gives the scaler a `model`, and are checked
+//! either way, so a typo is caught before the model is added.
 
 use std::time::Duration;
 
@@ -27,6 +31,14 @@ const MAX_STABILIZATION: Duration = Duration::from_secs(3600);
 const MAX_PERIOD: Duration = Duration::from_secs(1800);
 /// Longer than an hour is a typo, not a cold start or a staleness bound.
 const MAX_HOLD: Duration = Duration::from_secs(3600);
+/// PSI above 0.2 is the usual "significant shift" (and the runtime's default).
+const DEFAULT_DRIFT_THRESHOLD: f64 = 0.2;
+/// Rows (one per target per new minute) in the drift window: about 16 hours of one target.
+const DEFAULT_DRIFT_WINDOW: u32 = 1_000;
+/// Rows before drift can be flagged: PSI over a handful of rows is noise.
+const DEFAULT_DRIFT_MIN_ROWS: u32 = 200;
+/// A larger drift window is a typo (and memory: one byte per feature per row).
+const MAX_DRIFT_WINDOW: u32 = 100_000;
 
 /// The metric the scaler scales on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -105,6 +117,62 @@ pub enum PolicyKind {
     Percent,
 }
 
+/// What the scaler does with its model's forecast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForecastMode {
+    /// The forecast takes part in the decision (larger of forecast and reactive answers,
+    /// never a scale-in on the forecast alone). The default when a model is set.
+    Act,
+    /// Forecast-only: the forecast and its error against the actual rate are recorded in
+    /// the rationale, but only the reactive rule decides.
+    Report,
+}
+
+impl ForecastMode {
+    /// The name used in settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForecastMode::Act => "act",
+            ForecastMode::Report => "report",
+        }
+    }
+}
+
+/// What the scaler does when its model's input features drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDrift {
+    /// Record `drift_psi_max` in the rationale and go on using the model (default).
+    Record,
+    /// Stop using the model (fallback reason `drift`) until the agent restarts.
+    Rules,
+}
+
+/// `settings.forecast`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForecast {
+    /// `act` (default) or `report`.
+    pub mode: Option<ForecastMode>,
+}
+
+/// `settings.drift`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrift {
+    /// PSI above which a feature drifted, greater than 0 (default 0.2).
+    pub threshold: Option<f64>,
+    /// `record` (default) or `rules`.
+    pub on_drift: Option<OnDrift>,
+    /// Rows in the rolling window, one per target per new minute, `1..=100000`
+    /// (default 1000).
+    pub window: Option<u32>,
+    /// Rows needed before drift is flagged, `1..=window` (default 200, or the window
+    /// when smaller).
+    pub min_rows: Option<u32>,
+}
+
 /// `settings` of the scaler, as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,6 +192,10 @@ pub struct RawScalerSettings {
     pub stale_after: Option<String>,
     /// Rate limits and stabilization, as HPA's `behavior`.
     pub behavior: Option<RawBehavior>,
+    /// What to do with the model's forecast (only with a `model`).
+    pub forecast: Option<RawForecast>,
+    /// Feature drift against the model's reference statistics (only with a `model`).
+    pub drift: Option<RawDrift>,
 }
 
 /// `settings.behavior`, as written.
@@ -215,6 +287,45 @@ impl ScalingRules {
     }
 }
 
+/// `settings.drift`, checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DriftSettings {
+    threshold: f64,
+    on_drift: OnDrift,
+    window: usize,
+    min_rows: usize,
+}
+
+impl DriftSettings {
+    /// PSI above which a feature drifted.
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+    /// What drift does.
+    pub fn on_drift(&self) -> OnDrift {
+        self.on_drift
+    }
+    /// Rows in the rolling window.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+    /// Rows needed before drift is flagged.
+    pub fn min_rows(&self) -> usize {
+        self.min_rows
+    }
+}
+
+impl Default for DriftSettings {
+    fn default() -> Self {
+        DriftSettings {
+            threshold: DEFAULT_DRIFT_THRESHOLD,
+            on_drift: OnDrift::Record,
+            window: DEFAULT_DRIFT_WINDOW as usize,
+            min_rows: DEFAULT_DRIFT_MIN_ROWS as usize,
+        }
+    }
+}
+
 /// The scaler's checked settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScalerConfig {
@@ -225,6 +336,8 @@ pub struct ScalerConfig {
     stale_after: Option<Duration>,
     scale_up: ScalingRules,
     scale_down: ScalingRules,
+    forecast_mode: ForecastMode,
+    drift: DriftSettings,
 }
 
 impl ScalerConfig {
@@ -311,6 +424,11 @@ impl ScalerConfig {
             &[(PolicyKind::Percent, 100, DEFAULT_PERIOD)],
             &mut problems,
         );
+        let forecast_mode = raw
+            .forecast
+            .and_then(|f| f.mode)
+            .unwrap_or(ForecastMode::Act);
+        let drift = drift(raw.drift.unwrap_or_default(), &mut problems);
         match target {
             Some(target) if problems.is_empty() => Ok(ScalerConfig {
                 metric,
@@ -320,6 +438,8 @@ impl ScalerConfig {
                 stale_after,
                 scale_up,
                 scale_down,
+                forecast_mode,
+                drift,
             }),
             _ => Err(problems),
         }
@@ -353,6 +473,49 @@ impl ScalerConfig {
     pub fn scale_down(&self) -> &ScalingRules {
         &self.scale_down
     }
+    /// What the model's forecast does (with a model).
+    pub fn forecast_mode(&self) -> ForecastMode {
+        self.forecast_mode
+    }
+    /// Drift settings (with a model).
+    pub fn drift(&self) -> DriftSettings {
+        self.drift
+    }
+}
+
+fn drift(raw: RawDrift, problems: &mut Vec<SettingsProblem>) -> DriftSettings {
+    let mut out = DriftSettings::default();
+    match raw.threshold {
+        Some(t) if t.is_finite() && t > 0.0 => out.threshold = t,
+        Some(t) => problems.push(problem(
+            "drift.threshold",
+            format!("expected a PSI greater than 0, found `{t}`"),
+        )),
+        None => {}
+    }
+    if let Some(on_drift) = raw.on_drift {
+        out.on_drift = on_drift;
+    }
+    match raw.window {
+        Some(w) if (1..=MAX_DRIFT_WINDOW).contains(&w) => out.window = w as usize,
+        Some(w) => problems.push(problem(
+            "drift.window",
+            format!("expected an integer in 1..={MAX_DRIFT_WINDOW}, found `{w}`"),
+        )),
+        None => {}
+    }
+    match raw.min_rows {
+        Some(m) if m >= 1 && m as usize <= out.window => out.min_rows = m as usize,
+        Some(m) => problems.push(problem(
+            "drift.min_rows",
+            format!(
+                "expected an integer in 1..={} (the window), found `{m}`",
+                out.window
+            ),
+        )),
+        None => out.min_rows = out.min_rows.min(out.window),
+    }
+    out
 }
 
 fn rules(
@@ -444,7 +607,7 @@ mod tests {
                 problems: &[(
                     "targte",
                     "unknown field `targte`, expected one of `metric`, `target`, `tolerance`, \
-                     `cold_start`, `stale_after`, `behavior`",
+                     `cold_start`, `stale_after`, `behavior`, `forecast`, `drift`",
                 )],
             },
             Case {
@@ -522,6 +685,53 @@ mod tests {
                 )],
             },
             Case {
+                name: "unknown_forecast_mode",
+                settings: json!({"forecast": {"mode": "shadow"}}),
+                problems: &[(
+                    "forecast.mode",
+                    "unknown variant `shadow`, expected `act` or `report`",
+                )],
+            },
+            Case {
+                name: "unknown_drift_key",
+                settings: json!({"drift": {"psi": 0.3}}),
+                problems: &[(
+                    "drift.psi",
+                    "unknown field `psi`, expected one of `threshold`, `on_drift`, `window`, \
+                     `min_rows`",
+                )],
+            },
+            Case {
+                name: "unknown_on_drift",
+                settings: json!({"drift": {"on_drift": "hold"}}),
+                problems: &[(
+                    "drift.on_drift",
+                    "unknown variant `hold`, expected `record` or `rules`",
+                )],
+            },
+            Case {
+                name: "drift_ranges",
+                settings: json!({"drift": {"threshold": 0.0, "window": 50, "min_rows": 60}}),
+                problems: &[
+                    (
+                        "drift.threshold",
+                        "expected a PSI greater than 0, found `0`",
+                    ),
+                    (
+                        "drift.min_rows",
+                        "expected an integer in 1..=50 (the window), found `60`",
+                    ),
+                ],
+            },
+            Case {
+                name: "drift_window_too_large",
+                settings: json!({"drift": {"window": 200_000}}),
+                problems: &[(
+                    "drift.window",
+                    "expected an integer in 1..=100000, found `200000`",
+                )],
+            },
+            Case {
                 name: "policy_value_negative",
                 settings: json!({"behavior": {"scale_up": {"policies": [
                     {"type": "pods", "value": -2, "period": "15s"}
@@ -579,6 +789,29 @@ mod tests {
             .map(|p| (p.kind(), p.value(), p.period().as_secs()))
             .collect();
         assert_eq!(down, vec![(PolicyKind::Percent, 100, 15)]);
+        assert_eq!(c.forecast_mode(), ForecastMode::Act);
+        assert_eq!(c.drift(), DriftSettings::default());
+        assert_eq!(c.drift().threshold(), 0.2);
+        assert_eq!(c.drift().on_drift(), OnDrift::Record);
+        assert_eq!((c.drift().window(), c.drift().min_rows()), (1000, 200));
+    }
+
+    #[test]
+    fn forecast_and_drift_settings_parse() {
+        let c = ScalerConfig::from_settings(&json!({
+            "forecast": {"mode": "report"},
+            "drift": {"threshold": 0.5, "on_drift": "rules", "window": 100}
+        }))
+        .expect("valid");
+        assert_eq!(c.forecast_mode(), ForecastMode::Report);
+        assert_eq!(c.drift().threshold(), 0.5);
+        assert_eq!(c.drift().on_drift(), OnDrift::Rules);
+        // min_rows defaults to 200, but never more than the window.
+        assert_eq!((c.drift().window(), c.drift().min_rows()), (100, 100));
+        let c = ScalerConfig::from_settings(&json!({"forecast": {}, "drift": {"min_rows": 5}}))
+            .expect("valid");
+        assert_eq!(c.forecast_mode(), ForecastMode::Act);
+        assert_eq!((c.drift().window(), c.drift().min_rows()), (1000, 5));
     }
 
     #[test]

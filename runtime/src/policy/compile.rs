@@ -381,11 +381,13 @@ impl Compiler<'_> {
         let inputs = tensors(&m.inputs, "inputs", &mut self.p);
         let outputs = tensors(&m.outputs, "outputs", &mut self.p);
         let timeout = match &m.timeout {
+            // Half the agents' heartbeat deadline (10 s): a slow model must fall back to
+            // the rule well before its agent counts as hung and is restarted.
             Some(t) => self.duration(
                 t,
                 &format!("{path}.timeout"),
-                (Duration::from_millis(1), Duration::from_secs(10)),
-                "1ms..=10s",
+                (Duration::from_millis(1), Duration::from_secs(5)),
+                "1ms..=5s",
             )?,
             None => DEFAULT_MODEL_TIMEOUT,
         };

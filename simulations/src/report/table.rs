@@ -141,7 +141,7 @@ pub(crate) enum Tone {
 }
 
 /// How a metric's values are written.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
     /// Rounded to a whole number, thousands separated.
     Count,
@@ -197,7 +197,18 @@ impl Comparison {
                         text: v.map_or_else(|| "-".to_owned(), |v| format_value(v, format)),
                         tone: Tone::Plain,
                     },
-                    (true, Some(v)) if compare == Compare::LowerIsBetter => change(base, v),
+                    (true, Some(v)) if compare == Compare::LowerIsBetter => {
+                        // A change is relative to the baseline as shown: a count shown as
+                        // `0` (say 0.3 requests) is nothing, not a tiny denominator.
+                        let shown = base.map(|b| {
+                            if format == Format::Count && b.abs() < 0.5 {
+                                0.0
+                            } else {
+                                b
+                            }
+                        });
+                        change(shown, v)
+                    }
                     (true, _) => Cell {
                         text: "-".to_owned(),
                         tone: Tone::Plain,
