@@ -55,6 +55,21 @@ enum ModelsCommand {
         #[arg(long)]
         policy: PathBuf,
     },
+    /// The output of an agent's model for one input row (JSON: an array in feature order,
+    /// or an object feature -> value), and the features that moved it most.
+    Explain {
+        /// The policy naming the model.
+        #[arg(long)]
+        policy: PathBuf,
+        /// The agent whose model to explain.
+        #[arg(long, default_value = "scaler")]
+        agent: String,
+        /// How many features to list.
+        #[arg(long, default_value_t = 8)]
+        top: usize,
+        /// The input row.
+        input: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +182,12 @@ fn main() -> ExitCode {
         Command::Simulate(args) => commands::simulate::run(&args),
         Command::Publish(args) => commands::publish::run(&args),
         Command::Models(ModelsCommand::Check { policy }) => commands::models::check(&policy),
+        Command::Models(ModelsCommand::Explain {
+            policy,
+            agent,
+            top,
+            input,
+        }) => commands::models::explain(&policy, &agent, &input, top),
     };
     match result {
         Ok(code) => code,

@@ -83,3 +83,55 @@ fn a_signature_mismatch_and_a_corrupt_file_are_named() {
     assert!(out.contains("  error: "), "{out}");
     assert!(out.contains("  fallback: model_unavailable"), "{out}");
 }
+
+fn explain(input: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("row.json");
+    std::fs::write(&path, input).expect("written");
+    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args([
+            "models",
+            "explain",
+            "--policy",
+            "simulations/scenarios/trace-learned-policy.yaml",
+            "--top",
+            "3",
+        ])
+        .arg(&path)
+        .current_dir(root())
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn explain_ranks_the_features_that_moved_the_forecast() {
+    // A surge now: the current minute at 3x the level, the rest at their training means.
+    let (code, out, err) = explain(r#"{"r_lag0": 3.0}"#);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("scaler-forecast 1.0.0 on "), "{out}");
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(lines[2].trim_start().starts_with("r_lag0 "), "{out}");
+    assert!(lines[2].contains("contribution   +"), "{out}");
+
+    let (code, _, err) = explain(r#"{"r_lag99": 1.0}"#);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("unknown feature `r_lag99`; the model's features are r_lag0, "),
+        "{err}"
+    );
+    let (code, _, err) = explain("[1, 2]");
+    assert_eq!(code, 2);
+    assert!(err.contains("expected 24 numbers, found 2"), "{err}");
+    let (code, _, err) = explain(r#"{"r_lag0": "high"}"#);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("r_lag0: expected a finite number, found \"high\""),
+        "{err}"
+    );
+}
