@@ -11,16 +11,23 @@ use conclave_agents::Catalog;
 use conclave_runtime::models::{HostOptions, ModelHost, OrtEnvironment};
 use conclave_runtime::{policy, Clock, RealClock};
 
-/// Checks the models of `policy_path`; exit 1 when any cannot be used.
-pub fn check(policy_path: &Path) -> anyhow::Result<ExitCode> {
-    let policy = match policy::load(policy_path, &Catalog) {
-        Ok(p) => p,
+/// The policy, or `None` after printing its errors.
+fn load(path: &Path) -> Option<conclave_runtime::Policy> {
+    match policy::load(path, &Catalog) {
+        Ok(p) => Some(p),
         Err(errors) => {
             for e in errors {
                 println!("{e}");
             }
-            return Ok(ExitCode::from(1));
+            None
         }
+    }
+}
+
+/// Checks the models of `policy_path`; exit 1 when any cannot be used.
+pub fn check(policy_path: &Path) -> anyhow::Result<ExitCode> {
+    let Some(policy) = load(policy_path) else {
+        return Ok(ExitCode::from(1));
     };
     let models: Vec<_> = policy
         .agents()
@@ -109,14 +116,8 @@ pub fn explain(
     input: &Path,
     top: usize,
 ) -> anyhow::Result<ExitCode> {
-    let policy = match policy::load(policy_path, &Catalog) {
-        Ok(p) => p,
-        Err(errors) => {
-            for e in errors {
-                println!("{e}");
-            }
-            return Ok(ExitCode::from(1));
-        }
+    let Some(policy) = load(policy_path) else {
+        return Ok(ExitCode::from(1));
     };
     let Some(model) = policy.agents().get(agent).and_then(|a| a.model()) else {
         anyhow::bail!(
