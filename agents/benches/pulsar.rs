@@ -122,22 +122,16 @@ async fn pulsar_throughput(url: &str, instances: usize, messages: usize) -> (f64
         let sources = open_sources(&t, 1, Duration::from_secs(1), Arc::new(RealClock))
             .await
             .expect("sources");
-        let runtime = Runtime::start(RuntimeConfig {
-            policy: policy.clone(),
-            agents: specs(&policy),
-            sources: sources.sources,
-            audit: audit(dir.path(), &format!("audit-{i}.jsonl")),
-            actuator: Box::new(MemoryActuator::default()),
-            dead_letters: Arc::new(MemoryDeadLetters::default()),
-            clock: Arc::new(RealClock),
-            decision_tap: None,
-            tuning: Tuning {
-                decide_only_observed: true,
-                ..Tuning::default()
-            },
-        })
-        .await
-        .expect("runtime");
+        let runtime = start(
+            &policy,
+            sources.sources,
+            dir.path(),
+            &format!("audit-{i}.jsonl"),
+            Box::new(MemoryActuator::default()),
+            None,
+            true,
+        )
+        .await;
         let acker = tokio::spawn(sources.control.acker(runtime.handle(), None).run());
         running.push((runtime, sources.control, acker));
     }
@@ -197,19 +191,16 @@ async fn embedded_throughput(messages: usize) -> (f64, f64) {
         .into_iter()
         .map(|s| Box::new(s) as Box<dyn TelemetrySource>)
         .collect();
-    let runtime = Runtime::start(RuntimeConfig {
-        policy: policy.clone(),
-        agents: specs(&policy),
+    let runtime = start(
+        &policy,
         sources,
-        audit: audit(dir.path(), "audit.jsonl"),
-        actuator: Box::new(MemoryActuator::default()),
-        dead_letters: Arc::new(MemoryDeadLetters::default()),
-        clock: Arc::new(RealClock),
-        decision_tap: None,
-        tuning: Tuning::default(),
-    })
-    .await
-    .expect("runtime");
+        dir.path(),
+        "audit.jsonl",
+        Box::new(MemoryActuator::default()),
+        None,
+        false,
+    )
+    .await;
     let producer = bus.producer("telemetry");
     let work = workload(messages);
     let t0 = Instant::now();
@@ -268,6 +259,34 @@ async fn client_only(url: &str, messages: usize) -> (f64, f64) {
     (publish, messages as f64 / t0.elapsed().as_secs_f64())
 }
 
+/// A runtime with the bench's policy, real clock and an fsynced audit log.
+async fn start(
+    policy: &Arc<Policy>,
+    sources: Vec<Box<dyn TelemetrySource>>,
+    dir: &std::path::Path,
+    audit_name: &str,
+    actuator: Box<dyn conclave_runtime::actuator::Actuator>,
+    tap: Option<tokio::sync::mpsc::UnboundedSender<conclave_runtime::Decision>>,
+    decide_only_observed: bool,
+) -> Runtime {
+    Runtime::start(RuntimeConfig {
+        policy: policy.clone(),
+        agents: specs(policy),
+        sources,
+        audit: audit(dir, audit_name),
+        actuator,
+        dead_letters: Arc::new(MemoryDeadLetters::default()),
+        clock: Arc::new(RealClock),
+        decision_tap: tap,
+        tuning: Tuning {
+            decide_only_observed,
+            ..Tuning::default()
+        },
+    })
+    .await
+    .expect("runtime")
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted.get(i).copied().unwrap_or_default()
@@ -292,24 +311,18 @@ async fn pulsar_latency(url: &str, samples: usize) -> Vec<Duration> {
         .expect("sources");
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = policy("100ms");
-    let runtime = Runtime::start(RuntimeConfig {
-        policy: policy.clone(),
-        agents: specs(&policy),
-        sources: sources.sources,
-        audit: audit(dir.path(), "audit.jsonl"),
-        actuator: Box::new(SinkActuator::new(
+    let runtime = start(
+        &policy,
+        sources.sources,
+        dir.path(),
+        "audit.jsonl",
+        Box::new(SinkActuator::new(
             PulsarActionSink::open(&t).await.expect("actions"),
         )),
-        dead_letters: Arc::new(MemoryDeadLetters::default()),
-        clock: Arc::new(RealClock),
-        decision_tap: None,
-        tuning: Tuning {
-            decide_only_observed: true,
-            ..Tuning::default()
-        },
-    })
-    .await
-    .expect("runtime");
+        None,
+        true,
+    )
+    .await;
     let acker = tokio::spawn(sources.control.acker(runtime.handle(), None).run());
     let mut p = Publisher::open(&t, &topic).await.expect("producer");
     let mut out = Vec::with_capacity(samples);
@@ -359,19 +372,16 @@ async fn embedded_latency(samples: usize) -> Vec<Duration> {
         .map(|s| Box::new(s) as Box<dyn TelemetrySource>)
         .collect();
     let (tap_tx, mut tap) = tokio::sync::mpsc::unbounded_channel();
-    let runtime = Runtime::start(RuntimeConfig {
-        policy: policy.clone(),
-        agents: specs(&policy),
+    let runtime = start(
+        &policy,
         sources,
-        audit: audit(dir.path(), "audit.jsonl"),
-        actuator: Box::new(MemoryActuator::default()),
-        dead_letters: Arc::new(MemoryDeadLetters::default()),
-        clock: Arc::new(RealClock),
-        decision_tap: Some(tap_tx),
-        tuning: Tuning::default(),
-    })
-    .await
-    .expect("runtime");
+        dir.path(),
+        "audit.jsonl",
+        Box::new(MemoryActuator::default()),
+        Some(tap_tx),
+        false,
+    )
+    .await;
     let producer = bus.producer("telemetry");
     let ticker = tokio::spawn({
         let producer = bus.producer("telemetry");
