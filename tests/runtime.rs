@@ -203,10 +203,23 @@ async fn replay(
     Arc<MemoryDeadLetters>,
     EmbeddedBus,
 ) {
+    replay_on(agents, lines, EmbeddedBus::new(bus)).await
+}
+
+/// [`replay`] on a bus the caller made (and may watch while it runs).
+async fn replay_on(
+    agents: Vec<AgentSpec>,
+    lines: &[String],
+    bus: EmbeddedBus,
+) -> (
+    ShutdownReport,
+    Vec<Decision>,
+    Arc<MemoryDeadLetters>,
+    EmbeddedBus,
+) {
     let policy = Arc::new(conclave_agents::load_policy(&root().join(POLICY)).expect("policy"));
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = Arc::new(SimClock::new(Timestamp::EPOCH));
-    let bus = EmbeddedBus::new(bus);
     let sources: Vec<Box<dyn TelemetrySource>> = bus
         .subscribe("telemetry")
         .into_iter()
@@ -350,19 +363,56 @@ fn flood(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// An agent that holds its first message until the gate opens: the pipeline behind it
+/// backs up for certain, however fast or slow the machine is.
+struct HeldUntil(Arc<std::sync::atomic::AtomicBool>);
+
+impl Agent for HeldUntil {
+    fn name(&self) -> &'static str {
+        "held"
+    }
+    fn wants(&self, _: TelemetryKind) -> bool {
+        true
+    }
+    fn observe(&mut self, _: &Telemetry, _: &mut Proposals) {
+        while !self.0.load(std::sync::atomic::Ordering::Acquire) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    fn tick(&mut self, _: Timestamp, _: &mut Proposals) {}
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_drop_oldest_bounds_the_queue_and_accounts_for_every_message() {
     let sent = 50_000;
-    let (report, _, _, bus) = replay(
-        real_agents(None),
-        &flood(sent),
-        BusConfig {
-            partitions: 2,
-            capacity: 256,
-            overload: OverloadPolicy::DropOldest,
-        },
-    )
-    .await;
+    let bus = EmbeddedBus::new(BusConfig {
+        partitions: 2,
+        capacity: 256,
+        overload: OverloadPolicy::DropOldest,
+    });
+    // The held agent blocks until the bus has dropped something, so drops happen by
+    // construction, not because this machine's producer happened to be faster.
+    let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (bus, gate) = (bus.clone(), gate.clone());
+        tokio::spawn(async move {
+            while bus
+                .stats("telemetry")
+                .is_none_or(|s| s.total().dropped == 0)
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            gate.store(true, std::sync::atomic::Ordering::Release);
+        })
+    };
+    let mut agents = real_agents(None);
+    let g = gate.clone();
+    agents.push(AgentSpec {
+        name: "held",
+        factory: Arc::new(move || Box::new(HeldUntil(g.clone()))),
+    });
+    let (report, _, _, bus) = replay_on(agents, &flood(sent), bus).await;
+    watcher.await.expect("watcher");
     let stats = bus.stats("telemetry").expect("topic").total();
     assert_eq!(stats.published, sent as u64);
     assert_eq!(report.counters.received + stats.dropped, sent as u64);
