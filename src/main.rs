@@ -119,6 +119,14 @@ enum DecisionsCommand {
         #[arg(long)]
         outcome: Option<String>,
     },
+    /// Compare two audit logs' decisions by id (e.g. a replay of recorded telemetry
+    /// under a new policy against the original run); exit 1 when they differ.
+    Diff {
+        /// The original audit log.
+        old: PathBuf,
+        /// The one to compare with it.
+        new: PathBuf,
+    },
     /// Explain one decision: its proposals, reasons in order, outcome and trace.
     Explain {
         /// The decision id.
@@ -173,6 +181,9 @@ fn main() -> ExitCode {
                 outcome,
             };
             commands::decisions::tail(&log, lines, follow, filter)
+        }
+        Command::Decisions(DecisionsCommand::Diff { old, new }) => {
+            commands::decisions::diff(&old, &new)
         }
         Command::Decisions(DecisionsCommand::Explain { id, log }) => {
             commands::decisions::explain(&log, &id)

@@ -502,3 +502,44 @@ fn ctrl_c_drains_what_was_read_and_exits_cleanly() {
     assert_eq!((scan.torn, scan.corrupt.len()), (None, 0));
     drop(stdin);
 }
+
+#[test]
+fn decisions_diff_shows_what_a_policy_change_would_have_decided() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The same telemetry under the shipped policy and under one with a lower CPU target.
+    let lower = dir.path().join("lower-target.yaml");
+    let text = std::fs::read_to_string(root().join(POLICY)).expect("policy");
+    assert!(text.contains("target: 0.7}"));
+    std::fs::write(&lower, text.replace("target: 0.7}", "target: 0.4}")).expect("written");
+    let mut runs = Vec::new();
+    for (tag, policy) in [
+        ("a", root().join(POLICY)),
+        ("b", root().join(POLICY)),
+        ("c", lower),
+    ] {
+        let mut args = run_args(dir.path(), E2E, tag);
+        args[1] = policy.display().to_string();
+        args.push("--quiet".into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, err) = conclave_run(&args);
+        assert_eq!(code, 0, "{err}");
+        runs.push(dir.path().join(format!("{tag}-audit.jsonl")));
+    }
+    let diff = |old: &Path, new: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args(["decisions", "diff"])
+            .args([old, new])
+            .output()
+            .expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = diff(&runs[0], &runs[1]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out, "10 same, 0 changed, 0 only in new, 0 only in old\n");
+    let (code, out) = diff(&runs[0], &runs[2]);
+    assert_eq!(code, Some(1), "{out}");
+    assert_golden("decisions/diff-lower-cpu-target.txt", &out);
+}

@@ -1,4 +1,4 @@
-//! `conclave decisions tail|explain`: the audit log in plain words.
+//! `conclave decisions tail|explain|diff`: the audit log in plain words.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -76,4 +76,68 @@ pub fn explain(log: &Path, id: &str) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// One decision as `diff` compares it: what was decided, in words.
+fn summary(d: &conclave_runtime::Decision) -> String {
+    format!(
+        "{} {} {} {}",
+        d.target,
+        d.agent,
+        d.outcome.name(),
+        d.action
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |a| a.to_string())
+    )
+}
+
+/// `conclave decisions diff OLD NEW`: how two audit logs' decisions differ, matched by
+/// decision id (ids are a function of agent, target and window, so a replay of the same
+/// telemetry under another policy or build lines up with the original). Exit 0 when the
+/// decisions are the same, 1 when they differ.
+pub fn diff(old: &Path, new: &Path) -> anyhow::Result<ExitCode> {
+    use std::collections::BTreeMap;
+    let read = |log: &Path| -> anyhow::Result<BTreeMap<String, (String, String)>> {
+        let scan = AuditReader::read_all(log)?;
+        report_damage(log, &scan);
+        Ok(scan
+            .lines
+            .iter()
+            .filter_map(|l| match &l.record {
+                conclave_runtime::audit::AuditRecord::Decision(d) => {
+                    Some((d.id.clone(), (d.at.to_string(), summary(d))))
+                }
+                conclave_runtime::audit::AuditRecord::Override(_) => None,
+            })
+            .collect())
+    };
+    let (a, b) = (read(old)?, read(new)?);
+    let (mut same, mut added, mut removed, mut changed) = (0, 0, 0, 0);
+    let mut ids: Vec<&String> = a.keys().chain(b.keys()).collect();
+    ids.sort();
+    ids.dedup();
+    for id in ids {
+        match (a.get(id), b.get(id)) {
+            (Some(x), Some(y)) if x == y => same += 1,
+            (Some((at, x)), Some((_, y))) => {
+                changed += 1;
+                println!("~ {at} {id}\n    old: {x}\n    new: {y}");
+            }
+            (Some((at, x)), None) => {
+                removed += 1;
+                println!("- {at} {id} {x}");
+            }
+            (None, Some((at, y))) => {
+                added += 1;
+                println!("+ {at} {id} {y}");
+            }
+            (None, None) => {}
+        }
+    }
+    println!("{same} same, {changed} changed, {added} only in new, {removed} only in old");
+    Ok(if changed + added + removed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
