@@ -51,15 +51,18 @@ test-policies: build
 	$(BIN) policy validate policies/*.yaml
 	$(BIN) policy test policies/tests
 
-## A real Apache Pulsar standalone from Maven Central: start, create topics, run every Rust
-## test against it, round-trip a message with the Java client, restart, stop. Without the
-## broker only when CONCLAVE_SKIP_PULSAR=1 (the Pulsar system tests then say so).
+## A real Apache Pulsar standalone from Maven Central and a real Jaeger (deploy/otel, OTLP
+## traces): start both, create topics, run every Rust test against them, round-trip a
+## message with the Java client, restart, stop. Without the broker and Jaeger only when
+## CONCLAVE_SKIP_PULSAR=1 (the Pulsar and OpenTelemetry system tests then say so).
 test-pulsar: deps venv
 	@if [ "$${CONCLAVE_SKIP_PULSAR:-0}" = 1 ]; then \
-		echo "pulsar broker skipped (CONCLAVE_SKIP_PULSAR=1)"; $(CARGO) test --workspace; exit $$?; fi; \
-	trap 'deploy/pulsar/pulsar.sh stop' EXIT; \
+		echo "pulsar broker and jaeger skipped (CONCLAVE_SKIP_PULSAR=1)"; $(CARGO) test --workspace; exit $$?; fi; \
+	trap 'deploy/pulsar/pulsar.sh stop; deploy/otel/otel.sh stop' EXIT; \
+	deploy/otel/otel.sh start && \
 	deploy/pulsar/pulsar.sh start && deploy/pulsar/pulsar.sh setup-topics && \
-	CONCLAVE_PULSAR_URL=pulsar://127.0.0.1:6650 CONCLAVE_REQUIRE_PULSAR=1 $(CARGO) test --workspace && \
+	CONCLAVE_PULSAR_URL=pulsar://127.0.0.1:6650 CONCLAVE_REQUIRE_PULSAR=1 \
+	CONCLAVE_JAEGER_URL=http://127.0.0.1:16686 CONCLAVE_REQUIRE_JAEGER=1 $(CARGO) test --workspace && \
 	deploy/pulsar/pulsar.sh smoke && deploy/pulsar/pulsar.sh restart && deploy/pulsar/pulsar.sh smoke
 
 ## Pipeline throughput and latency (figures recorded in BENCHMARKS.md).

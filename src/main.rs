@@ -2,6 +2,7 @@
 //! exit codes (0 ok, 1 the input was checked and found wanting, 2 usage or I/O error).
 
 mod commands;
+mod observability;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -154,14 +155,10 @@ fn reset_sigpipe() {}
 fn main() -> ExitCode {
     reset_sigpipe();
     let cli = Cli::parse();
-    // Logs go to stderr, warnings and up unless `CONCLAVE_LOG` says otherwise.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CONCLAVE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    // Logs go to stderr, warnings and up unless `CONCLAVE_LOG` says otherwise; traces go
+    // by OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. The guard flushes them once the
+    // command (for `run`, the drained runtime) has finished.
+    let telemetry = observability::init();
     let result = match cli.command {
         Command::Policy(PolicyCommand::Validate { files }) => commands::policy::validate(&files),
         Command::Policy(PolicyCommand::Explain { file }) => commands::policy::explain(&file),
@@ -200,6 +197,7 @@ fn main() -> ExitCode {
             input,
         }) => commands::models::explain(&policy, &agent, &input, top),
     };
+    drop(telemetry);
     match result {
         Ok(code) => code,
         Err(e) => {

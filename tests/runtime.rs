@@ -169,7 +169,7 @@ fn every_bad_input_class_is_dead_lettered_with_its_reason_and_the_run_goes_on() 
             let v: serde_json::Value = serde_json::from_str(l).expect("dead letter is JSON");
             (
                 v["reason"].as_str().unwrap_or_default().to_string(),
-                v["error"].as_str().unwrap_or_default().to_string(),
+                window_bounds_as_placeholders(v["error"].as_str().unwrap_or_default()),
             )
         })
         .collect();
@@ -181,8 +181,8 @@ fn every_bad_input_class_is_dead_lettered_with_its_reason_and_the_run_goes_on() 
         ("unsupported_version", "field `schema_version`: expected a supported version (`1`), found `9`"),
         ("invalid_value", "field `cpu`: expected a finite number, found `NaN`"),
         ("invalid_value", "field `rate_in`: expected a number >= 0, found `-5.0`"),
-        ("timestamp_out_of_range", "field `ts`: expected a time between `2026-11-28T10:00:10.000Z` and `2026-11-29T10:05:10.000Z`, found `2026-11-29T12:00:00.000Z`"),
-        ("timestamp_out_of_range", "field `ts`: expected a time between `2026-11-28T10:00:10.000Z` and `2026-11-29T10:05:10.000Z`, found `2026-11-26T10:00:00.000Z`"),
+        ("timestamp_out_of_range", "field `ts`: expected a time between `NOW-24h` and `NOW+5m`, found `2026-11-29T12:00:00.000Z`"),
+        ("timestamp_out_of_range", "field `ts`: expected a time between `NOW-24h` and `NOW+5m`, found `2026-11-26T10:00:00.000Z`"),
         ("oversized_payload", "expected a payload of at most 65536 bytes, found 70257 bytes"),
     ];
     let want: Vec<(String, String)> = want
@@ -190,6 +190,31 @@ fn every_bad_input_class_is_dead_lettered_with_its_reason_and_the_run_goes_on() 
         .map(|(r, e)| (r.to_string(), e.to_string()))
         .collect();
     assert_eq!(got, want);
+}
+
+/// The decoder's timestamp window is relative to the clock when the message is decoded,
+/// which in an event-time replay is wherever the replayer's clock has got to (a few
+/// seconds either way, by scheduling). Replaces the bounds with `NOW-24h` / `NOW+5m`
+/// after checking they are 24 h behind and 5 min ahead of one instant.
+fn window_bounds_as_placeholders(error: &str) -> String {
+    let Some((head, rest)) = error.split_once("between `") else {
+        return error.to_owned();
+    };
+    let mut parts = rest.splitn(3, '`');
+    let (Some(low), Some(_), Some(tail)) = (parts.next(), parts.next(), parts.next()) else {
+        return error.to_owned();
+    };
+    let Some((high, tail)) = tail.split_once('`') else {
+        return error.to_owned();
+    };
+    let low: Timestamp = low.parse().expect("lower bound");
+    let high: Timestamp = high.parse().expect("upper bound");
+    assert_eq!(
+        high.since(low),
+        std::time::Duration::from_secs(24 * 3600 + 300),
+        "{error}"
+    );
+    format!("{head}between `NOW-24h` and `NOW+5m`{tail}")
 }
 
 /// Replays `lines` through a runtime built with `agents` on the simulated clock.

@@ -4,6 +4,7 @@ mod cli_demo;
 mod cli_models;
 mod cli_policy;
 mod golden;
+mod otel;
 mod pulsar;
 mod runtime;
 mod simulate;

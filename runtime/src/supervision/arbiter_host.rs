@@ -134,6 +134,12 @@ impl ArbiterHostState {
             DecisionsMade { decisions: &[] }.emit(&self.args.counters);
             return;
         }
+        #[cfg(feature = "otel")]
+        let decisions = {
+            let mut decisions = decisions;
+            otel::trace_decisions(&mut decisions, self.args.arbiter.policy(), &self.state);
+            decisions
+        };
         DecisionsMade {
             decisions: &decisions,
         }
@@ -238,5 +244,89 @@ impl Actor for ArbiterActor {
             }
         }
         Ok(())
+    }
+}
+
+/// A trace per decision: a root span `decide {target}` with a child `invoke_agent {agent}`
+/// per proposal. The spans go through `tracing` (target `conclave::decision`, level INFO);
+/// the binary's OpenTelemetry layer exports them. The decision records the root span's
+/// trace id before it is written to the audit log; with no OpenTelemetry layer installed
+/// the spans are disabled and the trace id stays `None`. Attributes carry names, ids and
+/// outcomes only: never values from events.
+#[cfg(feature = "otel")]
+mod otel {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use crate::arbiter::ArbiterState;
+    use crate::decision::Decision;
+    use crate::policy::{Mode, Policy};
+
+    /// The agent's mode at `d.at`: a human's `set_mode` in force, else the policy's.
+    fn mode(policy: &Policy, state: &ArbiterState, d: &Decision) -> Mode {
+        match state.modes.get(&d.agent) {
+            Some((mode, o)) if o.is_in_force(d.at) => *mode,
+            _ => policy.agent(&d.agent).map_or(Mode::Off, |a| a.mode()),
+        }
+    }
+
+    pub(super) fn trace_decisions(
+        decisions: &mut [Decision],
+        policy: &Policy,
+        state: &ArbiterState,
+    ) {
+        for d in decisions.iter_mut() {
+            let codes = d
+                .reason_codes()
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            let root = tracing::info_span!(
+                target: "conclave::decision",
+                parent: None,
+                "decide",
+                otel.name = %format_args!("decide {}", d.target),
+                conclave.decision.id = %d.id,
+                conclave.target = %d.target,
+                conclave.agent = %d.agent,
+                conclave.outcome = d.outcome.name(),
+                conclave.reason.codes = %codes,
+                conclave.policy.revision = %d.policy_revision,
+                conclave.mode = mode(policy, state, d).as_str(),
+            );
+            if root.is_disabled() {
+                continue;
+            }
+            for p in &d.proposals {
+                let child = tracing::info_span!(
+                    target: "conclave::decision",
+                    parent: &root,
+                    "invoke_agent",
+                    otel.name = %format_args!("invoke_agent {}", p.agent),
+                    gen_ai.operation.name = "invoke_agent",
+                    gen_ai.agent.name = %p.agent,
+                    conclave.proposal.id = %p.id,
+                    conclave.action = p.action.kind().as_str(),
+                    conclave.model = tracing::field::Empty,
+                    conclave.fallback = tracing::field::Empty,
+                );
+                if let Some(m) = &p.model {
+                    child.record(
+                        "conclave.model",
+                        tracing::field::display(format_args!("{}@{}", m.name, m.version)),
+                    );
+                }
+                if let Some(f) = &p.fallback {
+                    child.record("conclave.fallback", f.as_str());
+                }
+            }
+            let cx = root.context();
+            let span = cx.span();
+            let sc = span.span_context();
+            if sc.is_valid() {
+                d.trace_id = Some(format!("{:032x}", sc.trace_id()));
+            }
+        }
     }
 }

@@ -1,0 +1,130 @@
+//! Logging and tracing set-up, configured by environment variables.
+//!
+//! Logs always go to stderr (`CONCLAVE_LOG`, default `warn`). OpenTelemetry tracing is off
+//! unless `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set;
+//! then spans of target `conclave::decision` (a trace per decision) are exported by OTLP
+//! in batches. The exporter reads the standard variables itself: protocol
+//! (`OTEL_EXPORTER_OTLP_PROTOCOL`: `grpc`, the default here, or `http/protobuf`), headers,
+//! timeout; the resource takes `OTEL_SERVICE_NAME` (default `conclave`) and
+//! `OTEL_RESOURCE_ATTRIBUTES`; the sampler `OTEL_TRACES_SAMPLER`(`_ARG`).
+//!
+//! The returned [`Telemetry`] guard flushes and shuts the exporter down when dropped: keep
+//! it until the command has finished (for `run`, after the runtime drained).
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+/// Keeps the exporter alive; flushes it on drop.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+    // The gRPC exporter's channel lives on this runtime (tonic needs a reactor); it is
+    // dropped after the provider shut down.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            if let Err(e) = provider.shutdown() {
+                eprintln!("conclave: flushing traces failed: {e}");
+            }
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+        }
+    }
+}
+
+fn env_set(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty())
+}
+
+/// Installs the global subscriber. Never fails: when the exporter cannot be built, says so
+/// on stderr and runs without it.
+pub fn init() -> Telemetry {
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(
+            EnvFilter::try_from_env("CONCLAVE_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+        );
+    let mut guard = Telemetry {
+        provider: None,
+        runtime: None,
+    };
+    if !(env_set("OTEL_EXPORTER_OTLP_ENDPOINT") || env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) {
+        tracing_subscriber::registry().with(fmt).init();
+        return guard;
+    }
+    match build_provider() {
+        Ok((provider, runtime)) => {
+            let tracer = provider.tracer("conclave");
+            let otel = tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_location(false)
+                .with_threads(false)
+                .with_filter(
+                    Targets::new()
+                        .with_target("conclave::decision", LevelFilter::INFO)
+                        .with_default(LevelFilter::OFF),
+                );
+            tracing_subscriber::registry().with(fmt).with(otel).init();
+            guard.provider = Some(provider);
+            guard.runtime = Some(runtime);
+        }
+        Err(e) => {
+            tracing_subscriber::registry().with(fmt).init();
+            eprintln!("conclave: OpenTelemetry export is off: {e}");
+        }
+    }
+    guard
+}
+
+fn build_provider() -> anyhow::Result<(SdkTracerProvider, tokio::runtime::Runtime)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otel-export")
+        .enable_all()
+        .build()?;
+    // The protocol defaults to gRPC (the crate's own default, with both transports built
+    // in, would be HTTP).
+    let grpc = match std::env::var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
+    {
+        Ok(p) if !p.is_empty() => match p.as_str() {
+            "grpc" => true,
+            "http/protobuf" => false,
+            other => anyhow::bail!(
+                "unsupported OTEL_EXPORTER_OTLP_PROTOCOL {other:?} (grpc or http/protobuf)"
+            ),
+        },
+        _ => true,
+    };
+    let exporter = if grpc {
+        let _enter = runtime.enter();
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()?
+    } else {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()?
+    };
+    let mut resource = Resource::builder();
+    let named_in_attributes = std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|a| {
+        a.split(',')
+            .any(|kv| kv.trim_start().starts_with("service.name="))
+    });
+    if !env_set("OTEL_SERVICE_NAME") && !named_in_attributes {
+        resource = resource.with_service_name("conclave");
+    }
+    let provider = SdkTracerProvider::builder()
+        .with_resource(resource.build())
+        .with_batch_exporter(exporter)
+        .build();
+    Ok((provider, runtime))
+}
