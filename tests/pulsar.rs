@@ -48,6 +48,31 @@ fn rt() -> tokio::runtime::Runtime {
         .expect("tokio")
 }
 
+/// What a broker test starts from: the broker (held), a folder, fresh topics and a
+/// scaler policy on them.
+struct Setup {
+    url: String,
+    guard: std::sync::MutexGuard<'static, ()>,
+    dir: tempfile::TempDir,
+    topics: Topics,
+    policy: PathBuf,
+}
+
+/// The set-up for test `name` over `services`, or `None` without a broker.
+fn setup(name: &str, services: &[String]) -> Option<Setup> {
+    let (url, guard) = broker()?;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topics = Topics::new(name);
+    let policy = write_policy(dir.path(), &topics, services);
+    Some(Setup {
+        url,
+        guard,
+        dir,
+        topics,
+        policy,
+    })
+}
+
 /// Fresh topic names for one test.
 struct Topics {
     telemetry: String,
@@ -280,13 +305,17 @@ fn enacted_scales(ds: &[Decision]) -> BTreeMap<String, Vec<String>> {
 
 #[test]
 fn telemetry_from_a_separate_producer_becomes_actions_and_audit_records() {
-    let Some((url, _broker)) = broker() else {
+    let services: Vec<String> = ["cart", "checkout", "search"].map(String::from).to_vec();
+    let Some(Setup {
+        url,
+        guard: _broker,
+        dir,
+        topics,
+        policy,
+    }) = setup("e2e", &services)
+    else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let topics = Topics::new("e2e");
-    let services: Vec<String> = ["cart", "checkout", "search"].map(String::from).to_vec();
-    let policy = write_policy(dir.path(), &topics, &services);
     let a = Instance::start(&url, &policy, dir.path(), "e2e-a");
 
     // A separate producer: the CLI, from a file.
@@ -377,13 +406,17 @@ fn telemetry_from_a_separate_producer_becomes_actions_and_audit_records() {
 
 #[test]
 fn an_override_on_the_control_topic_takes_effect() {
-    let Some((url, _broker)) = broker() else {
+    let services = vec!["cart".to_string()];
+    let Some(Setup {
+        url,
+        guard: _broker,
+        dir,
+        topics,
+        policy,
+    }) = setup("control", &services)
+    else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let topics = Topics::new("control");
-    let services = vec!["cart".to_string()];
-    let policy = write_policy(dir.path(), &topics, &services);
     let a = Instance::start(&url, &policy, dir.path(), "ctl-a");
     let rt = rt();
     let freeze = serde_json::json!({
@@ -448,13 +481,17 @@ fn an_override_on_the_control_topic_takes_effect() {
 
 #[test]
 fn a_poison_message_goes_to_the_dead_letter_topic_and_the_rest_are_decided() {
-    let Some((url, _broker)) = broker() else {
+    let services = vec!["cart".to_string(), "search".to_string()];
+    let Some(Setup {
+        url,
+        guard: _broker,
+        dir,
+        topics,
+        policy,
+    }) = setup("poison", &services)
+    else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let topics = Topics::new("poison");
-    let services = vec!["cart".to_string(), "search".to_string()];
-    let policy = write_policy(dir.path(), &topics, &services);
     let a = Instance::start(&url, &policy, dir.path(), "poison-a");
     let rt = rt();
     let now = RealClock.now();
@@ -519,13 +556,17 @@ fn a_poison_message_goes_to_the_dead_letter_topic_and_the_rest_are_decided() {
 
 #[test]
 fn a_broker_restart_mid_stream_loses_nothing_and_enacts_nothing_twice() {
-    let Some((url, _broker)) = broker() else {
+    let services: Vec<String> = (0..4).map(|i| format!("svc-{i}")).collect();
+    let Some(Setup {
+        url,
+        guard: _broker,
+        dir,
+        topics,
+        policy,
+    }) = setup("restart", &services)
+    else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let topics = Topics::new("restart");
-    let services: Vec<String> = (0..4).map(|i| format!("svc-{i}")).collect();
-    let policy = write_policy(dir.path(), &topics, &services);
     let a = Instance::start(&url, &policy, dir.path(), "restart-a");
     let rt = rt();
     let batch = |round: u32| {
@@ -588,13 +629,17 @@ fn a_broker_restart_mid_stream_loses_nothing_and_enacts_nothing_twice() {
 
 #[test]
 fn two_instances_on_key_shared_own_disjoint_targets_and_take_over_on_failure() {
-    let Some((url, _broker)) = broker() else {
+    let services: Vec<String> = (0..8).map(|i| format!("svc-{i}")).collect();
+    let Some(Setup {
+        url,
+        guard: _broker,
+        dir,
+        topics,
+        policy,
+    }) = setup("scaleout", &services)
+    else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let topics = Topics::new("scaleout");
-    let services: Vec<String> = (0..8).map(|i| format!("svc-{i}")).collect();
-    let policy = write_policy(dir.path(), &topics, &services);
     let a = Instance::start(&url, &policy, dir.path(), "so-a");
     let b = Instance::start(&url, &policy, dir.path(), "so-b");
     let rt = rt();
