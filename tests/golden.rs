@@ -46,3 +46,17 @@ pub fn assert_golden(rel: &str, actual: &str) {
         "golden mismatch for {rel}\n--- expected\n{expected}\n--- actual\n{actual}\n(run with CONCLAVE_BLESS=1 to accept)"
     );
 }
+
+/// The decisions in an audit log, in order (overrides left out).
+pub fn audit_decisions(path: &Path) -> Vec<conclave_runtime::Decision> {
+    use conclave_runtime::audit::{AuditReader, AuditRecord};
+    AuditReader::read_all(path)
+        .unwrap_or_else(|e| panic!("audit log {}: {e}", path.display()))
+        .lines
+        .into_iter()
+        .filter_map(|l| match l.record {
+            AuditRecord::Decision(d) => Some(d),
+            AuditRecord::Override(_) => None,
+        })
+        .collect()
+}

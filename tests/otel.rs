@@ -8,7 +8,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use conclave_runtime::audit::{AuditReader, AuditRecord};
 use conclave_runtime::{Clock, Decision, RealClock};
 
 use crate::golden::root;
@@ -58,15 +57,7 @@ fn run(audit: &Path, env: &[(&str, &str)]) {
 }
 
 fn decisions(audit: &Path) -> Vec<Decision> {
-    AuditReader::read_all(audit)
-        .expect("audit log")
-        .lines
-        .into_iter()
-        .filter_map(|l| match l.record {
-            AuditRecord::Decision(d) => Some(d),
-            AuditRecord::Override(_) => None,
-        })
-        .collect()
+    crate::golden::audit_decisions(audit)
 }
 
 /// `GET path` on Jaeger's query API; the JSON body.

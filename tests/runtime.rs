@@ -278,15 +278,7 @@ async fn replay_on(
     replayer.finish().await.expect("finish");
     bus.close("telemetry");
     let report = runtime.shutdown().await.expect("shutdown");
-    let decisions = AuditReader::read_all(&audit)
-        .expect("audit")
-        .lines
-        .into_iter()
-        .filter_map(|l| match l.record {
-            AuditRecord::Decision(d) => Some(d),
-            AuditRecord::Override(_) => None,
-        })
-        .collect();
+    let decisions = crate::golden::audit_decisions(&audit);
     (report, decisions, dead, bus)
 }
 

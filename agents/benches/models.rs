@@ -12,6 +12,8 @@
     reason = "a benchmark measures wall-clock time; nothing here feeds decisions"
 )]
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -179,14 +181,6 @@ fn scaler_rows(host: &ModelHost, rng: &mut Rng) -> Vec<f32> {
     rows
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 fn mean(d: &[Duration]) -> Duration {
     if d.is_empty() {
         return Duration::ZERO;
@@ -345,18 +339,9 @@ fn drive(factory: &conclave_runtime::AgentFactory, work: &[Vec<Telemetry>], f: &
     }
 }
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let calls = arg("--calls", 2_000).max(1);
-    let rounds = arg("--rounds", 3).max(1);
+    let calls = common::arg("--calls", 2_000).max(1);
+    let rounds = common::arg("--rounds", 3).max(1);
     let env = ort();
     let mut rng = Rng(SEED);
     println!(
@@ -399,8 +384,8 @@ fn main() {
         let (times, _) = infer_calls(host, rows, 1, calls);
         println!(
             "| {label} | {:.1} | {:.1} | {:.1} |",
-            us(percentile(&times, 0.5)),
-            us(percentile(&times, 0.99)),
+            us(common::percentile(&times, 0.5)),
+            us(common::percentile(&times, 0.99)),
             us(mean(&times))
         );
     }
@@ -415,8 +400,8 @@ fn main() {
         println!(
             "| {batch} | {n} | {:.0} | {:.1} | {:.1} | {:.2} |",
             rows / total.as_secs_f64(),
-            us(percentile(&times, 0.5)),
-            us(percentile(&times, 0.99)),
+            us(common::percentile(&times, 0.5)),
+            us(common::percentile(&times, 0.99)),
             us(total) / rows
         );
     }
@@ -451,8 +436,8 @@ fn main() {
             "| {label} | {} | {:.1} | {:.1} | {:.1} | {:.3} | {:.3} | {} | {} | {} |",
             f.ticks.len(),
             us(tick_mean),
-            us(percentile(&f.ticks, 0.5)),
-            us(percentile(&f.ticks, 0.99)),
+            us(common::percentile(&f.ticks, 0.5)),
+            us(common::percentile(&f.ticks, 0.99)),
             per_decision,
             per_msg,
             f.proposals,
@@ -461,7 +446,7 @@ fn main() {
         );
         rows.push((
             us(tick_mean),
-            us(percentile(&f.ticks, 0.99)),
+            us(common::percentile(&f.ticks, 0.99)),
             per_decision,
             per_msg,
         ));

@@ -9,6 +9,8 @@
     reason = "a benchmark measures wall-clock time; nothing here feeds decisions"
 )]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -82,14 +84,6 @@ struct Figures {
     elapsed: Duration,
     latencies: Vec<Duration>,
     decisions: u64,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 /// Runs the workload through a runtime with `agents`. With `wait_each_window`, the driver
@@ -245,8 +239,8 @@ fn row(name: &str, targets: usize, f: &Figures) {
     } else {
         format!(
             "{:.3} / {:.3}",
-            percentile(&f.latencies, 0.5).as_secs_f64() * 1e3,
-            percentile(&f.latencies, 0.99).as_secs_f64() * 1e3
+            common::percentile(&f.latencies, 0.5).as_secs_f64() * 1e3,
+            common::percentile(&f.latencies, 0.99).as_secs_f64() * 1e3
         )
     };
     let (rss, hwm) = rss_kib();
@@ -262,13 +256,7 @@ fn row(name: &str, targets: usize, f: &Figures) {
 }
 
 fn main() {
-    let mut messages = 1_000_000usize;
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--messages") {
-        if let Some(n) = args.get(i + 1).and_then(|v| v.parse().ok()) {
-            messages = n;
-        }
-    }
+    let messages = common::arg("--messages", 1_000_000);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -12,6 +12,8 @@
     reason = "a benchmark measures wall-clock time; nothing here feeds decisions"
 )]
 
+mod common;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -287,11 +289,6 @@ async fn start(
     .expect("runtime")
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
-}
-
 /// Publish -> the decision on the actions topic, one message at a time (100 ms windows).
 async fn pulsar_latency(url: &str, samples: usize) -> Vec<Duration> {
     let topic = format!(
@@ -421,15 +418,6 @@ async fn embedded_latency(samples: usize) -> Vec<Duration> {
     out
 }
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -439,8 +427,8 @@ fn main() {
         println!("pulsar bench: set CONCLAVE_PULSAR_URL (make bench-pulsar starts a broker)");
         return;
     };
-    let messages = arg("--messages", 100_000);
-    let samples = arg("--samples", 150).min(TARGETS);
+    let messages = common::arg("--messages", 100_000);
+    let samples = common::arg("--samples", 150).min(TARGETS);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -464,15 +452,15 @@ fn main() {
         e.sort();
         println!(
             "embedded bus (decision tap)       : p50 {}  p99 {}",
-            ms(percentile(&e, 0.5)),
-            ms(percentile(&e, 0.99))
+            ms(common::percentile(&e, 0.5)),
+            ms(common::percentile(&e, 0.99))
         );
         let mut p = pulsar_latency(&url, samples).await;
         p.sort();
         println!(
             "pulsar (actions topic)            : p50 {}  p99 {}",
-            ms(percentile(&p, 0.5)),
-            ms(percentile(&p, 0.99))
+            ms(common::percentile(&p, 0.5)),
+            ms(common::percentile(&p, 0.99))
         );
     });
 }

@@ -101,3 +101,28 @@ pub fn checked_duration(
         }
     }
 }
+
+/// Table tests of an agent's settings parser: each case's settings must fail with exactly
+/// these `(path, message)` problems, in order.
+#[cfg(test)]
+pub(crate) struct Case {
+    pub(crate) name: &'static str,
+    pub(crate) settings: serde_json::Value,
+    pub(crate) problems: &'static [(&'static str, &'static str)],
+}
+
+/// Runs [`Case`]s through `parse`.
+#[cfg(test)]
+pub(crate) fn assert_problems<T: std::fmt::Debug>(
+    cases: &[Case],
+    parse: impl Fn(&serde_json::Value) -> Result<T, Vec<SettingsProblem>>,
+) {
+    for case in cases {
+        let got = parse(&case.settings).expect_err(case.name);
+        let got: Vec<(&str, &str)> = got
+            .iter()
+            .map(|p| (p.path.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(got, case.problems, "case `{}`", case.name);
+    }
+}

@@ -762,6 +762,10 @@ struct ShadowTally {
     agreed: u64,
     error_would: f64,
     error_static: f64,
+    /// Replicas running per service at `running_step`: read from the fleet once per step,
+    /// not once per decision.
+    running: BTreeMap<String, u32>,
+    running_step: Option<u64>,
 }
 
 impl ShadowTally {
@@ -779,12 +783,15 @@ impl ShadowTally {
         let Some(ideal) = plan.replicas_at(service, step) else {
             return;
         };
-        let Some(now) = fleet
-            .snapshot()
-            .into_iter()
-            .find(|s| s.service == service)
-            .map(|s| s.ready_replicas + s.starting_replicas)
-        else {
+        if self.running_step != Some(step) {
+            self.running = fleet
+                .snapshot()
+                .into_iter()
+                .map(|s| (s.service, s.ready_replicas + s.starting_replicas))
+                .collect();
+            self.running_step = Some(step);
+        }
+        let Some(&now) = self.running.get(service) else {
             return;
         };
         self.decisions += 1;

@@ -378,11 +378,7 @@ mod tests {
         assert_eq!(off.shed, None);
     }
 
-    struct Case {
-        name: &'static str,
-        settings: serde_json::Value,
-        problems: &'static [(&'static str, &'static str)],
-    }
+    use crate::settings::{assert_problems, Case};
 
     #[test]
     fn settings_errors_name_path_expectation_and_value() {
@@ -437,14 +433,7 @@ mod tests {
                 )],
             },
         ];
-        for case in cases {
-            let got = BreakerConfig::from_settings(&case.settings).expect_err(case.name);
-            let got: Vec<(&str, &str)> = got
-                .iter()
-                .map(|p| (p.path.as_str(), p.message.as_str()))
-                .collect();
-            assert_eq!(got, case.problems, "case `{}`", case.name);
-        }
+        assert_problems(&cases, BreakerConfig::from_settings);
     }
 
     #[test]

@@ -210,11 +210,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    struct Case {
-        name: &'static str,
-        settings: serde_json::Value,
-        problems: &'static [(&'static str, &'static str)],
-    }
+    use crate::settings::{assert_problems, Case};
 
     fn cases() -> Vec<Case> {
         vec![
@@ -292,19 +288,7 @@ mod tests {
 
     #[test]
     fn settings_problems_are_located_and_worded() {
-        for case in cases() {
-            let got = RouterConfig::from_settings(&case.settings)
-                .expect_err(case.name)
-                .into_iter()
-                .map(|p| (p.path, p.message))
-                .collect::<Vec<_>>();
-            let want = case
-                .problems
-                .iter()
-                .map(|(p, m)| (p.to_string(), m.to_string()))
-                .collect::<Vec<_>>();
-            assert_eq!(got, want, "case {}", case.name);
-        }
+        assert_problems(&cases(), RouterConfig::from_settings);
     }
 
     #[test]

@@ -178,27 +178,50 @@ pub fn scale_up_limit(
     rules: &ScalingRules,
     now: Timestamp,
 ) -> i64 {
-    let current = i64::from(current);
     let pick: fn(i64, i64) -> i64 = match rules.select() {
-        SelectPolicy::Disabled => return current,
+        SelectPolicy::Disabled => return i64::from(current),
         SelectPolicy::Min => i64::min,
         SelectPolicy::Max => i64::max,
     };
-    let mut result: Option<i64> = None;
-    for p in rules.policies() {
-        let start = at_period_start(current, ups, downs, now, p.period());
-        let value = i64::from(p.value());
-        let proposed = match p.kind() {
+    fold_policies(
+        current,
+        ups,
+        downs,
+        rules,
+        now,
+        pick,
+        |start, kind, value| match kind {
             PolicyKind::Pods => start + value,
             // Rounded up, as HPA, or a small target could never grow by a percentage.
             PolicyKind::Percent => {
                 (start * (100 + value)).div_euclid(100)
                     + i64::from((start * (100 + value)).rem_euclid(100) != 0)
             }
-        };
-        result = Some(result.map_or(proposed, |r| pick(r, proposed)));
-    }
-    result.unwrap_or(current)
+        },
+    )
+}
+
+/// Each policy's limit from the replica count at the start of its period, combined with
+/// `pick`; `current` when there is no policy.
+fn fold_policies(
+    current: u32,
+    ups: &[Timed],
+    downs: &[Timed],
+    rules: &ScalingRules,
+    now: Timestamp,
+    pick: fn(i64, i64) -> i64,
+    limit: impl Fn(i64, PolicyKind, i64) -> i64,
+) -> i64 {
+    let current = i64::from(current);
+    rules
+        .policies()
+        .iter()
+        .map(|p| {
+            let start = at_period_start(current, ups, downs, now, p.period());
+            limit(start, p.kind(), i64::from(p.value()))
+        })
+        .reduce(pick)
+        .unwrap_or(current)
 }
 
 /// HPA's `calculateScaleDownLimitWithBehaviors`: the fewest replicas the scale-down
@@ -211,25 +234,25 @@ pub fn scale_down_limit(
     rules: &ScalingRules,
     now: Timestamp,
 ) -> i64 {
-    let current = i64::from(current);
     let pick: fn(i64, i64) -> i64 = match rules.select() {
-        SelectPolicy::Disabled => return current,
+        SelectPolicy::Disabled => return i64::from(current),
         // The smallest change is the highest floor.
         SelectPolicy::Min => i64::max,
         SelectPolicy::Max => i64::min,
     };
-    let mut result: Option<i64> = None;
-    for p in rules.policies() {
-        let start = at_period_start(current, ups, downs, now, p.period());
-        let value = i64::from(p.value());
-        let proposed = match p.kind() {
+    fold_policies(
+        current,
+        ups,
+        downs,
+        rules,
+        now,
+        pick,
+        |start, kind, value| match kind {
             PolicyKind::Pods => start - value,
             // Truncated toward zero, as HPA's int32 conversion.
             PolicyKind::Percent => start * (100 - value) / 100,
-        };
-        result = Some(result.map_or(proposed, |r| pick(r, proposed)));
-    }
-    result.unwrap_or(current)
+        },
+    )
 }
 
 /// HPA's `convertDesiredReplicasWithBehaviorRate`: caps `desired` by the rate limits of

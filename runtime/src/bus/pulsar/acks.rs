@@ -26,12 +26,12 @@ pub struct AckLedger<M> {
     window_ms: i64,
     /// The boundary new deliveries wait for.
     next_boundary: Option<i64>,
-    /// Messages by the window end after which they may be acknowledged.
-    pending: BTreeMap<i64, Vec<M>>,
+    /// Messages by the window end after which they may be acknowledged, in delivery
+    /// order, each with its event id when it was a first delivery (so releasing a window
+    /// retires exactly its ids, oldest first).
+    pending: BTreeMap<i64, Vec<(M, Option<String>)>>,
     /// Event ids delivered and not yet acknowledged, with the boundary they wait for.
-    in_flight: HashMap<String, (i64, u64)>,
-    /// Delivery order, so the oldest ids are forgotten first.
-    seq: u64,
+    in_flight: HashMap<String, i64>,
     /// Event ids already acknowledged (oldest first, bounded).
     done: HashSet<String>,
     done_order: VecDeque<String>,
@@ -52,7 +52,6 @@ impl<M> AckLedger<M> {
             done_order: VecDeque::new(),
             remember: remember.max(1),
             redeliveries: 0,
-            seq: 0,
         }
     }
 
@@ -70,20 +69,22 @@ impl<M> AckLedger<M> {
         if self.done.contains(event_id) {
             // Already decided and acknowledged once: acknowledge again at the next chance.
             self.redeliveries += 1;
-            self.pending.entry(i64::MIN).or_default().push(m);
+            self.pending.entry(i64::MIN).or_default().push((m, None));
             return Delivery::Redelivery;
         }
-        if let Some(&(b, _)) = self.in_flight.get(event_id) {
+        if let Some(&b) = self.in_flight.get(event_id) {
             self.redeliveries += 1;
-            self.pending.entry(b).or_default().push(m);
+            self.pending.entry(b).or_default().push((m, None));
             return Delivery::Redelivery;
         }
         // Before the first watermark nothing has a phase yet; the first window to close
         // covers these messages, so they wait for the first decided window.
         let b = self.next_boundary.unwrap_or(i64::MIN + 1);
-        self.seq += 1;
-        self.in_flight.insert(event_id.to_owned(), (b, self.seq));
-        self.pending.entry(b).or_default().push(m);
+        self.in_flight.insert(event_id.to_owned(), b);
+        self.pending
+            .entry(b)
+            .or_default()
+            .push((m, Some(event_id.to_owned())));
         Delivery::New
     }
 
@@ -109,22 +110,16 @@ impl<M> AckLedger<M> {
         self.finish(ready)
     }
 
-    fn finish(&mut self, ready: BTreeMap<i64, Vec<M>>) -> Vec<M> {
-        let last = ready.keys().next_back().copied();
-        if let Some(last) = last {
-            let mut ids: Vec<(u64, String)> = self
-                .in_flight
-                .iter()
-                .filter(|(_, &(b, _))| b <= last)
-                .map(|(id, &(_, seq))| (seq, id.clone()))
-                .collect();
-            ids.sort_unstable();
-            for (_, id) in ids {
+    fn finish(&mut self, ready: BTreeMap<i64, Vec<(M, Option<String>)>>) -> Vec<M> {
+        let mut out = Vec::with_capacity(ready.values().map(Vec::len).sum());
+        for (m, id) in ready.into_values().flatten() {
+            if let Some(id) = id {
                 self.in_flight.remove(&id);
                 self.remember_done(id);
             }
+            out.push(m);
         }
-        ready.into_values().flatten().collect()
+        out
     }
 
     fn remember_done(&mut self, id: String) {
