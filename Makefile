@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Honour CARGO_TARGET_DIR, so a build elsewhere is found.
 BIN := $(or $(CARGO_TARGET_DIR),target)/debug/conclave
 
-.PHONY: demo test deps venv build lint test-rust test-policies test-pulsar test-training fuzz schema bench bench-pulsar clean
+.PHONY: demo test deps venv browser build lint test-rust test-policies test-pulsar test-training fuzz schema bench bench-pulsar clean
 
 ## System packages the build needs (protoc for the Pulsar client), via apt when missing.
 deps:
@@ -14,6 +14,10 @@ deps:
 ## pinned training stack (agents/training/requirements.txt). Does nothing when current.
 venv:
 	agents/training/setup.sh >/dev/null
+
+## Debian's Chromium and playwright-core for the operator console's browser test.
+browser:
+	deploy/setup/browser.sh
 
 build: deps venv
 	$(CARGO) build --workspace --all-targets
@@ -51,18 +55,22 @@ test-policies: build
 	$(BIN) policy validate policies/*.yaml
 	$(BIN) policy test policies/tests
 
-## A real Apache Pulsar standalone from Maven Central and a real Jaeger (deploy/otel, OTLP
-## traces): start both, create topics, run every Rust test against them, round-trip a
-## message with the Java client, restart, stop. Without the broker and Jaeger only when
+## A real Apache Pulsar standalone from Maven Central (and a second one with token auth and
+## TLS) and a real Jaeger (deploy/otel, OTLP traces): start them, create topics, run every
+## Rust test against them (the console's browser test in Debian's Chromium too), round-trip
+## a message with the Java client, restart, stop. Without the broker and Jaeger only when
 ## CONCLAVE_SKIP_PULSAR=1 (the Pulsar and OpenTelemetry system tests then say so).
-test-pulsar: deps venv
+test-pulsar: deps venv browser
 	@if [ "$${CONCLAVE_SKIP_PULSAR:-0}" = 1 ]; then \
 		echo "pulsar broker and jaeger skipped (CONCLAVE_SKIP_PULSAR=1)"; $(CARGO) test --workspace; exit $$?; fi; \
-	trap 'deploy/pulsar/pulsar.sh stop; deploy/otel/otel.sh stop' EXIT; \
+	trap 'deploy/pulsar/pulsar.sh stop; CONCLAVE_PULSAR_AUTH=token deploy/pulsar/pulsar.sh stop; deploy/otel/otel.sh stop' EXIT; \
 	deploy/otel/otel.sh start && \
 	deploy/pulsar/pulsar.sh start && deploy/pulsar/pulsar.sh setup-topics && \
+	CONCLAVE_PULSAR_AUTH=token deploy/pulsar/pulsar.sh start && CONCLAVE_PULSAR_AUTH=token deploy/pulsar/pulsar.sh setup-topics && \
 	CONCLAVE_PULSAR_URL=pulsar://127.0.0.1:6650 CONCLAVE_REQUIRE_PULSAR=1 \
-	CONCLAVE_JAEGER_URL=http://127.0.0.1:16686 CONCLAVE_REQUIRE_JAEGER=1 $(CARGO) test --workspace && \
+	CONCLAVE_PULSAR_AUTH_URL=pulsar://127.0.0.1:6652 CONCLAVE_REQUIRE_PULSAR_AUTH=1 \
+	CONCLAVE_JAEGER_URL=http://127.0.0.1:16686 CONCLAVE_REQUIRE_JAEGER=1 \
+	CONCLAVE_REQUIRE_BROWSER=1 $(CARGO) test --workspace && \
 	deploy/pulsar/pulsar.sh smoke && deploy/pulsar/pulsar.sh restart && deploy/pulsar/pulsar.sh smoke
 
 ## Pipeline throughput and latency (figures recorded in BENCHMARKS.md).

@@ -37,6 +37,8 @@ enum Command {
     /// ONNX models named in a policy.
     #[command(subcommand)]
     Models(ModelsCommand),
+    #[command(flatten)]
+    Operator(commands::operator_cli::OperatorCommand),
     Demo {
         /// The policy to run under.
         #[arg(long, default_value = "policies/ecommerce.yaml")]
@@ -140,6 +142,8 @@ enum DecisionsCommand {
 
 /// Restores the default SIGPIPE action, so `conclave ... | head` ends quietly when the
 /// reader goes away instead of panicking in `println!` (Rust ignores SIGPIPE by default).
+/// Only for commands that talk to no network peer: a vectored write (`writev`) to a socket
+/// whose peer closed raises SIGPIPE too, and would kill a runtime during a broker restart.
 #[cfg(unix)]
 fn reset_sigpipe() {
     // SAFETY: called once at the start of `main`, before any thread exists; setting a
@@ -153,8 +157,17 @@ fn reset_sigpipe() {
 fn reset_sigpipe() {}
 
 fn main() -> ExitCode {
-    reset_sigpipe();
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Policy(_)
+            | Command::Decisions(_)
+            | Command::Demo { .. }
+            | Command::Simulate(_)
+            | Command::Models(_)
+    ) {
+        reset_sigpipe();
+    }
     // Logs go to stderr, warnings and up unless `CONCLAVE_LOG` says otherwise; traces go
     // by OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. The guard flushes them once the
     // command (for `run`, the drained runtime) has finished.
@@ -187,6 +200,7 @@ fn main() -> ExitCode {
         }
         Command::Demo { policy, audit } => commands::demo::run(&policy, &audit),
         Command::Run(args) => commands::run::run(&args),
+        Command::Operator(cmd) => commands::operator_cli::run(cmd),
         Command::Simulate(args) => commands::simulate::run(&args),
         Command::Publish(args) => commands::publish::run(&args),
         Command::Models(ModelsCommand::Check { policy }) => commands::models::check(&policy),

@@ -244,3 +244,95 @@ fn without_an_otlp_endpoint_decisions_carry_no_trace_id() {
         assert_eq!(d.trace_id, None, "{} has a trace id with tracing off", d.id);
     }
 }
+
+#[test]
+fn an_override_is_a_trace_with_the_decisions_it_settled_inside() {
+    let Some(base) = jaeger() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = crate::api::Tokens::make(dir.path());
+    let service = format!(
+        "conclave-override-{}-{}",
+        std::process::id(),
+        RealClock.now().as_millis()
+    );
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+        ("OTEL_SERVICE_NAME", service.as_str()),
+    ];
+    let mut run = crate::api::ApiRun::start_env(dir.path(), crate::api::POLICY, &tokens, &[], &env);
+    run.send(&[
+        crate::api::metrics("checkout", 0, 0.9, 4),
+        crate::api::metrics("checkout", 5, 0.9, 4),
+        crate::api::metrics("checkout", 12, 0.9, 4),
+    ]);
+    let pending = run.wait_for(&tokens.viewer, "/api/v1/approvals", |v| {
+        v.as_array().is_some_and(|a| !a.is_empty())
+    });
+    let id = pending[0]["decision"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (status, v) = run.post(
+        &format!("/api/v1/decisions/{id}/approve"),
+        Some(&tokens.operator),
+        r#"{"reason": "traced approval"}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    let oid = v["override"]["id"]
+        .as_str()
+        .expect("override id")
+        .to_owned();
+    let trace_id = v["decisions"][0]["trace_id"]
+        .as_str()
+        .expect("the enacted decision has a trace id")
+        .to_owned();
+    run.finish();
+
+    let mut attempts = 0;
+    let spans = loop {
+        attempts += 1;
+        let t = get(&base, &format!("/api/traces/{trace_id}"));
+        let spans: Vec<serde_json::Value> = t["data"][0]["spans"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if spans.len() >= 2 || attempts >= 120 {
+            break spans;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let root = spans
+        .iter()
+        .find(|s| s["operationName"] == "override approve")
+        .expect("an `override approve` span");
+    let t = tags(root);
+    for (key, want) in [
+        ("conclave.override.id", oid.as_str()),
+        ("conclave.override.kind", "approve"),
+        ("conclave.override.subject", &format!("decision {id}")),
+        ("conclave.override.by", "ana"),
+        ("conclave.override.role", "operator"),
+        ("conclave.override.reason", "traced approval"),
+    ] {
+        assert_eq!(t.get(key).map(String::as_str), Some(want), "{key} in {t:?}");
+    }
+    let root_id = root["spanID"].as_str().expect("span id");
+    let decide = spans
+        .iter()
+        .find(|s| s["operationName"] == "decide checkout")
+        .expect("the settled decision's span in the same trace");
+    assert!(
+        decide["references"].as_array().is_some_and(|r| r
+            .iter()
+            .any(|r| r["refType"] == "CHILD_OF" && r["spanID"].as_str() == Some(root_id))),
+        "decide is a child of the override"
+    );
+    let d = tags(decide);
+    assert_eq!(d.get("conclave.decision.id"), Some(&id));
+    assert_eq!(
+        d.get("conclave.outcome").map(String::as_str),
+        Some("enacted")
+    );
+}

@@ -40,7 +40,7 @@ fn broker() -> Option<(String, std::sync::MutexGuard<'static, ()>)> {
     }
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,15 +73,15 @@ fn setup(name: &str, services: &[String]) -> Option<Setup> {
 }
 
 /// Fresh topic names for one test.
-struct Topics {
-    telemetry: String,
-    actions: String,
-    control: String,
-    dead: String,
+pub(crate) struct Topics {
+    pub(crate) telemetry: String,
+    pub(crate) actions: String,
+    pub(crate) control: String,
+    pub(crate) dead: String,
 }
 
 impl Topics {
-    fn new(test: &str) -> Self {
+    pub(crate) fn new(test: &str) -> Self {
         let n = RealClock.now().as_millis();
         let t = |what: &str| format!("persistent://conclave/test/{test}-{what}-{n}");
         Topics {
@@ -94,7 +94,7 @@ impl Topics {
 }
 
 /// A scaler-only policy on `services`, with one-second windows, on the given topics.
-fn write_policy(dir: &Path, topics: &Topics, services: &[String]) -> PathBuf {
+pub(crate) fn write_policy(dir: &Path, topics: &Topics, services: &[String]) -> PathBuf {
     let targets: String = services
         .iter()
         .map(|s| format!("    - {{name: {s}, kind: service}}\n"))
@@ -135,7 +135,7 @@ spec:
 
 /// One metrics message for `service` at `ts`: `cpu` of 0.5 per replica of `replicas`
 /// wanted, so the scaler's answer is `ceil(replicas * cpu / 0.5)`.
-fn metrics(service: &str, ts: Timestamp, cpu: f64, replicas: u32) -> Vec<u8> {
+pub(crate) fn metrics(service: &str, ts: Timestamp, cpu: f64, replicas: u32) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "type": "metrics", "schema_version": 1, "service": service, "ts": ts,
         "rate_in": 100.0, "rate_out": 100.0, "backlog": 0, "latency_p50_ms": 10.0,
@@ -179,6 +179,10 @@ struct Instance {
 
 impl Instance {
     fn start(url: &str, policy: &Path, dir: &Path, name: &str) -> Instance {
+        Self::start_with(url, policy, dir, name, &[])
+    }
+
+    fn start_with(url: &str, policy: &Path, dir: &Path, name: &str, extra: &[&str]) -> Instance {
         let err = std::fs::File::create(dir.join(format!("{name}.err"))).expect("file");
         let out = std::fs::File::create(dir.join(format!("{name}.out"))).expect("file");
         let child = Command::new(env!("CARGO_BIN_EXE_conclave"))
@@ -190,6 +194,9 @@ impl Instance {
             .arg(dir.join(format!("{name}-audit.jsonl")))
             .arg("--dead-letters")
             .arg(dir.join(format!("{name}-dead.jsonl")))
+            .arg("--overrides")
+            .arg(dir.join(format!("{name}-overrides.jsonl")))
+            .args(extra)
             .current_dir(root())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -246,12 +253,12 @@ impl Instance {
 }
 
 /// The decisions in an instance's audit log.
-fn decisions_of(dir: &Path, name: &str) -> Vec<Decision> {
+pub(crate) fn decisions_of(dir: &Path, name: &str) -> Vec<Decision> {
     crate::golden::audit_decisions(&dir.join(format!("{name}-audit.jsonl")))
 }
 
 /// `pulsar: 10 delivered, 0 redeliveries skipped, ...` -> {"delivered": 10, ...}.
-fn pulsar_summary(stderr: &str) -> BTreeMap<String, u64> {
+pub(crate) fn pulsar_summary(stderr: &str) -> BTreeMap<String, u64> {
     let line = stderr
         .lines()
         .find(|l| l.starts_with("pulsar: "))
@@ -280,7 +287,7 @@ fn backlog(topic: &str, subscription: &str) -> u64 {
         .unwrap_or_else(|| panic!("no backlog for {subscription} in {v}"))
 }
 
-fn enacted_scales(ds: &[Decision]) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn enacted_scales(ds: &[Decision]) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for d in ds.iter().filter(|d| d.outcome.name() == "enacted") {
         if let Some(a) = &d.action {
@@ -741,4 +748,92 @@ fn bad_urls_unreachable_brokers_and_missing_topics_are_clear_errors() {
         err.contains("cannot subscribe to `persistent://conclave/ops/no-such-topic`"),
         "{err}"
     );
+}
+
+#[test]
+fn an_act_through_one_instances_api_reaches_every_instance() {
+    let Some(Setup {
+        url,
+        guard: _guard,
+        dir,
+        topics: _,
+        policy,
+    }) = setup("api-fleet", &["svc-a".to_string()])
+    else {
+        return;
+    };
+    let tokens = crate::api::Tokens::make(dir.path());
+    let file = tokens.file.to_string_lossy().into_owned();
+    let api = ["--api", "127.0.0.1:0", "--api-tokens", file.as_str()];
+    let a = Instance::start_with(&url, &policy, dir.path(), "fleet-a", &api);
+    let b = Instance::start_with(&url, &policy, dir.path(), "fleet-b", &api);
+    let base = |i: &Instance| {
+        let err = i.stderr();
+        let line = err
+            .lines()
+            .find_map(|l| l.strip_prefix("api: listening on "))
+            .map(str::to_owned);
+        line.unwrap_or_else(|| panic!("{} printed no API address:\n{err}", i.name))
+    };
+    let (base_a, base_b) = (base(&a), base(&b));
+
+    let (status, v) = crate::api::call(
+        &base_a,
+        "POST",
+        "/api/v1/freeze",
+        Some(&tokens.operator),
+        Some(r#"{"reason": "fleet-wide freeze"}"#),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["fleet"],
+        "forwarded to the other instances (control topic)"
+    );
+    let id = v["override"]["id"].as_str().expect("id").to_owned();
+    // B applies it from the control topic: same override, same id.
+    let clock = RealClock;
+    let start = clock.now();
+    loop {
+        let (_, o) = crate::api::call(
+            &base_b,
+            "GET",
+            "/api/v1/overrides",
+            Some(&tokens.viewer),
+            None,
+        );
+        if o["frozen"] == true {
+            assert_eq!(o["overrides"][0]["id"], id.as_str());
+            assert_eq!(o["overrides"][0]["by"]["name"], "ana");
+            break;
+        }
+        assert!(
+            clock.now().since(start) < Duration::from_secs(30),
+            "B never froze: {o}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // An answer to a decision pending nowhere here is passed on: 202, and whoever holds
+    // no such decision says so.
+    let (status, v) = crate::api::call(
+        &base_a,
+        "POST",
+        "/api/v1/decisions/d-elsewhere/approve",
+        Some(&tokens.operator),
+        Some(r#"{"reason": "ok"}"#),
+    );
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["decisions"], serde_json::json!([]));
+    b.wait_for("no pending decision `d-elsewhere`", Duration::from_secs(30));
+    a.stop();
+    b.stop();
+    // Each instance audited the freeze once: A did not apply its own message again.
+    for name in ["fleet-a", "fleet-b"] {
+        let log =
+            std::fs::read_to_string(dir.path().join(format!("{name}-audit.jsonl"))).expect("audit");
+        let freezes = log
+            .lines()
+            .filter(|l| l.contains(&format!("\"id\":\"{id}\"")))
+            .count();
+        assert_eq!(freezes, 1, "{name}: {log}");
+    }
 }

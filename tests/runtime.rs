@@ -254,6 +254,7 @@ async fn replay_on(
     let actuator = MemoryActuator::new();
     let audit = dir.path().join("audit.jsonl");
     let runtime = Runtime::start(RuntimeConfig {
+        journal: None,
         policy: policy.clone(),
         agents,
         sources,

@@ -1,10 +1,12 @@
 //! Whole-system tests, built as one binary (modules per area).
 
+mod api;
 mod cli_demo;
 mod cli_models;
 mod cli_policy;
 mod golden;
 mod otel;
 mod pulsar;
+mod pulsar_auth;
 mod runtime;
 mod simulate;

@@ -108,6 +108,7 @@ async fn pipeline(
         .map(|s| Box::new(s) as Box<dyn TelemetrySource>)
         .collect();
     let runtime = Runtime::start(RuntimeConfig {
+        journal: None,
         policy: policy.clone(),
         agents,
         sources,

@@ -272,6 +272,7 @@ async fn start(
     decide_only_observed: bool,
 ) -> Runtime {
     Runtime::start(RuntimeConfig {
+        journal: None,
         policy: policy.clone(),
         agents: specs(policy),
         sources,

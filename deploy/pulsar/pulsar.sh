@@ -28,9 +28,21 @@
 #   CONCLAVE_PULSAR_JAVA_OPTS      extra JVM options
 #   CONCLAVE_MAVEN_REPO            Maven local repository (default: Maven's own, ~/.m2/repository)
 #   CONCLAVE_PULSAR_LOG_LEVEL      broker root log level (default: info)
+#   CONCLAVE_PULSAR_AUTH           `token`: a second, token-authenticated instance with TLS
+#                                  (own state and ports, see below); unset: no authentication
+#   CONCLAVE_PULSAR_TLS_PORT       TLS binary protocol port, token mode only (default: 6653)
+#
+# Token mode (CONCLAVE_PULSAR_AUTH=token) changes the defaults to CONCLAVE_STATE
+# <repo>/target/pulsar-auth and ports 6652 (pulsar://), 6653 (pulsar+ssl://), 8082 (HTTP)
+# and 3182 (bookie), so it runs beside the default broker. On first start it creates, in
+# <state>/auth/ (mode 700): an HS256 secret key and tokens signed by the broker's own
+# TokensCliUtils (superuser.token, conclave.token, stranger.token: a role without
+# permissions, wrong.token: signed with another key), and a self-signed CA with a broker
+# certificate for 127.0.0.1 (tls/ca.pem). They are kept across restarts and `wipe`.
 #
 # Requires: bash, a JDK >= 17 (java and javac), mvn (install only), curl,
-# coreutils, util-linux (setsid). Debian: openjdk-17-jdk-headless maven curl.
+# coreutils, util-linux (setsid), openssl (token mode only).
+# Debian: openjdk-17-jdk-headless maven curl openssl.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -54,7 +66,20 @@ LIB_DIR="$PULSAR_HOME/lib"
 STAMP_FILE="$PULSAR_HOME/.installed"
 TOOLS_DIR="$PULSAR_HOME/tools"
 
-STATE_DIR="${CONCLAVE_STATE:-$REPO_ROOT/target/pulsar}"
+AUTH_MODE="${CONCLAVE_PULSAR_AUTH:-}"
+case "$AUTH_MODE" in
+  ""|none) AUTH_MODE="" ;;
+  token) ;;
+  *) echo "pulsar.sh: error: CONCLAVE_PULSAR_AUTH must be \`token\` or unset, found \`$AUTH_MODE\`" >&2; exit 1 ;;
+esac
+
+if [[ -n "$AUTH_MODE" ]]; then
+  STATE_DIR="${CONCLAVE_STATE:-$REPO_ROOT/target/pulsar-auth}"
+  DEFAULT_BROKER_PORT=6652 DEFAULT_HTTP_PORT=8082 DEFAULT_BOOKIE_PORT=3182
+else
+  STATE_DIR="${CONCLAVE_STATE:-$REPO_ROOT/target/pulsar}"
+  DEFAULT_BROKER_PORT=6650 DEFAULT_HTTP_PORT=8080 DEFAULT_BOOKIE_PORT=3181
+fi
 LOG_DIR="$STATE_DIR/logs"
 DATA_DIR="$STATE_DIR/data"
 CONF_DIR="$STATE_DIR/conf"
@@ -62,9 +87,14 @@ PID_FILE="$STATE_DIR/pulsar.pid"
 OUT_FILE="$LOG_DIR/pulsar-standalone.out"
 LOG_FILE="$LOG_DIR/pulsar-standalone.log"
 
-BROKER_PORT="${CONCLAVE_PULSAR_PORT:-6650}"
-HTTP_PORT="${CONCLAVE_PULSAR_HTTP_PORT:-8080}"
-BOOKIE_PORT="${CONCLAVE_PULSAR_BOOKIE_PORT:-3181}"
+BROKER_PORT="${CONCLAVE_PULSAR_PORT:-$DEFAULT_BROKER_PORT}"
+HTTP_PORT="${CONCLAVE_PULSAR_HTTP_PORT:-$DEFAULT_HTTP_PORT}"
+BOOKIE_PORT="${CONCLAVE_PULSAR_BOOKIE_PORT:-$DEFAULT_BOOKIE_PORT}"
+TLS_PORT="${CONCLAVE_PULSAR_TLS_PORT:-6653}"
+AUTH_DIR="$STATE_DIR/auth"
+# curl reads the superuser's Authorization header from this file (-H @file), so the
+# token never appears on a command line.
+ADMIN_HEADER="$AUTH_DIR/superuser.header"
 START_TIMEOUT="${CONCLAVE_PULSAR_START_TIMEOUT:-180}"
 STOP_TIMEOUT="${CONCLAVE_PULSAR_STOP_TIMEOUT:-60}"
 HEAP="${CONCLAVE_PULSAR_HEAP:-1g}"
@@ -73,6 +103,7 @@ DIRECT_MEMORY="${CONCLAVE_PULSAR_DIRECT_MEMORY:-1g}"
 HTTP_URL="http://127.0.0.1:$HTTP_PORT"
 ADMIN_URL="$HTTP_URL/admin/v2"
 SERVICE_URL="pulsar://127.0.0.1:$BROKER_PORT"
+TLS_SERVICE_URL="pulsar+ssl://127.0.0.1:$TLS_PORT"
 
 log() { echo "pulsar.sh: $*"; }
 die() { echo "pulsar.sh: error: $*" >&2; exit 1; }
@@ -127,9 +158,17 @@ running_pid() {
   return 1
 }
 
+# The admin API needs the superuser's token in token mode.
+admin_auth() {
+  if [[ -n "$AUTH_MODE" && -f "$ADMIN_HEADER" ]]; then
+    printf '%s\n' -H "@$ADMIN_HEADER"
+  fi
+}
+
 healthy() {
-  local body
-  body="$(curl -fsS --max-time 5 "$ADMIN_URL/brokers/health" 2>/dev/null || true)"
+  local body auth=()
+  mapfile -t auth < <(admin_auth)
+  body="$(curl -fsS --max-time 5 "${auth[@]}" "$ADMIN_URL/brokers/health" 2>/dev/null || true)"
   [[ "$body" == "ok" ]]
 }
 
@@ -158,7 +197,82 @@ write_conf() {
     echo "### --- written by pulsar.sh --- ###"
     echo "brokerServicePort=$BROKER_PORT"
     echo "webServicePort=$HTTP_PORT"
+    if [[ -n "$AUTH_MODE" ]]; then
+      echo "### --- token authentication and TLS (CONCLAVE_PULSAR_AUTH=token) --- ###"
+      echo "authenticationEnabled=true"
+      echo "authenticationProviders=org.apache.pulsar.broker.authentication.AuthenticationProviderToken"
+      echo "tokenSecretKey=file://$AUTH_DIR/secret.key"
+      echo "authorizationEnabled=true"
+      echo "superUserRoles=superuser"
+      # The broker's own clients (system topics, namespace set-up) authenticate too.
+      echo "brokerClientAuthenticationPlugin=org.apache.pulsar.client.impl.auth.AuthenticationToken"
+      echo "brokerClientAuthenticationParameters=file://$AUTH_DIR/superuser.token"
+      echo "brokerServicePortTls=$TLS_PORT"
+      echo "tlsCertificateFilePath=$AUTH_DIR/tls/broker.pem"
+      echo "tlsKeyFilePath=$AUTH_DIR/tls/broker.key"
+      echo "tlsTrustCertsFilePath=$AUTH_DIR/tls/ca.pem"
+    fi
   } >"$CONF_DIR/standalone.conf"
+}
+
+# Runs the broker's token tool (create-secret-key, create) with the broker's classpath.
+tokens_tool() {
+  mkdir -p "$LOG_DIR" "$STATE_DIR/tmp"
+  "$(java_bin)" -Xmx128m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
+    "-Djava.io.tmpdir=$STATE_DIR/tmp" \
+    "-Dlog4j.configurationFile=$LOG4J_CONF" "-Dpulsar.log.dir=$LOG_DIR" \
+    "-Dpulsar.log.file=pulsar-tools.log" \
+    -cp "$LIB_DIR/*" org.apache.pulsar.utils.auth.tokens.TokensCliUtils "$@"
+}
+
+# Writes the token-mode credentials into folder $1 (a subshell: umask and cd stay here).
+# Every step checks its own status: `set -e` does not apply inside `f || ...`.
+write_credentials() (
+  local dir="$1" role
+  umask 077
+  tokens_tool create-secret-key --output "$dir/secret.key" || return 1
+  tokens_tool create-secret-key --output "$dir/other-secret.key" || return 1
+  for role in superuser conclave stranger; do
+    tokens_tool create --secret-key "file://$dir/secret.key" --subject "$role" >"$dir/$role.token" || return 1
+  done
+  # A well-formed token for `conclave` that this broker did not sign.
+  tokens_tool create --secret-key "file://$dir/other-secret.key" --subject conclave >"$dir/wrong.token" || return 1
+  for role in superuser conclave stranger wrong; do
+    [[ -s "$dir/$role.token" ]] || return 1
+  done
+  printf 'Authorization: Bearer %s\n' "$(tr -d '[:space:]' <"$dir/superuser.token")" >"$dir/superuser.header" || return 1
+  cd "$dir/tls" || return 1
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=Conclave test CA" \
+    -keyout ca.key -out ca.pem -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null || return 1
+  # OpenSSL 3 writes PKCS#8 keys, which the broker requires.
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout broker.key -out broker.csr \
+    2>/dev/null || return 1
+  printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=critical,CA:FALSE" \
+    "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >broker.ext || return 1
+  openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 8)" \
+    -days 3650 -extfile broker.ext -out broker.pem 2>/dev/null || return 1
+  rm -f broker.csr broker.ext
+  chmod 644 ca.pem
+)
+
+# Token mode: the secret key, tokens and TLS files, made once into a temporary folder
+# and renamed, so a half-made set is never used.
+make_credentials() {
+  [[ -f "$AUTH_DIR/.complete" ]] && return 0
+  need openssl openssl
+  local tmp="$AUTH_DIR.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp/tls"
+  chmod 700 "$tmp"
+  log "creating a token secret key, tokens and a test CA in $AUTH_DIR (once)"
+  if ! write_credentials "$tmp"; then
+    rm -rf "$tmp"
+    die "could not create the credentials (see $LOG_DIR/pulsar-tools.log)"
+  fi
+  touch "$tmp/.complete"
+  rm -rf "$AUTH_DIR"
+  mv "$tmp" "$AUTH_DIR"
 }
 
 # --------------------------------------------------------------------------- install
@@ -264,8 +378,9 @@ cmd_start() {
     log "a Pulsar broker not started by this script already answers on $HTTP_URL; leaving it alone"
     return 0
   fi
-  local p
-  for p in "$BROKER_PORT" "$HTTP_PORT" "$BOOKIE_PORT"; do
+  local p ports=("$BROKER_PORT" "$HTTP_PORT" "$BOOKIE_PORT")
+  [[ -n "$AUTH_MODE" ]] && ports+=("$TLS_PORT")
+  for p in "${ports[@]}"; do
     if port_busy "$p"; then
       die "port $p on 127.0.0.1 is already in use by another process; stop it or set CONCLAVE_PULSAR_*PORT"
     fi
@@ -277,6 +392,7 @@ cmd_start() {
   build_tools
 
   mkdir -p "$LOG_DIR" "$DATA_DIR/metadata" "$DATA_DIR/bookkeeper" "$STATE_DIR/tmp"
+  [[ -n "$AUTH_MODE" ]] && make_credentials
   write_conf
   # Drop ephemeral metadata left by a broker that did not stop cleanly (see
   # PulsarMetadataCleanup.java); without it a restart after a kill can spin.
@@ -324,7 +440,11 @@ cmd_start() {
     --no-stream-storage
   )
 
-  log "starting Pulsar $PULSAR_VERSION standalone ($SERVICE_URL, $HTTP_URL); logs in $LOG_DIR"
+  if [[ -n "$AUTH_MODE" ]]; then
+    log "starting Pulsar $PULSAR_VERSION standalone with token authentication ($SERVICE_URL, $TLS_SERVICE_URL, $HTTP_URL; tokens and CA in $AUTH_DIR); logs in $LOG_DIR"
+  else
+    log "starting Pulsar $PULSAR_VERSION standalone ($SERVICE_URL, $HTTP_URL); logs in $LOG_DIR"
+  fi
   local t0=$SECONDS
   {
     echo "=== $(date -u '+%Y-%m-%dT%H:%M:%SZ') starting Pulsar $PULSAR_VERSION standalone ==="
@@ -358,8 +478,9 @@ cmd_start() {
 # while the bookie is still up), then SIGTERM stops the bookie and the metadata
 # store, and SIGKILL is the last resort.
 stop_pid() {
-  local pid="$1" deadline
-  if curl -fsS -o /dev/null --max-time 30 -X POST \
+  local pid="$1" deadline auth=()
+  mapfile -t auth < <(admin_auth)
+  if curl -fsS -o /dev/null --max-time 30 -X POST "${auth[@]}" \
       "$ADMIN_URL/brokers/shutdown?maxConcurrentUnloadPerSec=0&forcedTerminateTopic=true" 2>/dev/null; then
     # The web service closes last; wait (briefly) for the binary port to close.
     deadline=$((SECONDS + 15))
@@ -421,9 +542,10 @@ cmd_status() {
 
 # admin METHOD PATH [BODY]: prints the HTTP status; 2xx and 409 (exists) are fine.
 admin() {
-  local method="$1" path="$2" body="${3:-}" code
+  local method="$1" path="$2" body="${3:-}" code auth=()
+  mapfile -t auth < <(admin_auth)
   local curl_args=(-sS -o "$STATE_DIR/admin-response.txt" -w '%{http_code}' --max-time 30
-    -X "$method" -H 'Content-Type: application/json')
+    -X "$method" -H 'Content-Type: application/json' "${auth[@]}")
   if [[ -n "$body" ]]; then
     curl_args+=(--data "$body")
   fi
@@ -453,14 +575,22 @@ cmd_setup_topics() {
   admin PUT /persistent/conclave/ops/actions
   admin PUT /persistent/conclave/ops/control
   admin PUT /persistent/conclave/ops/telemetry-dlq
+  if [[ -n "$AUTH_MODE" ]]; then
+    # Role `conclave` (conclave.token) may produce and consume in both namespaces;
+    # `stranger` may nothing.
+    admin POST /namespaces/conclave/ops/permissions/conclave '["produce","consume"]'
+    admin POST /namespaces/conclave/test/permissions/conclave '["produce","consume"]'
+  fi
 
   local parts
-  parts="$(curl -fsS --max-time 10 "$ADMIN_URL/persistent/conclave/ops/telemetry/partitions" \
+  local auth=()
+  mapfile -t auth < <(admin_auth)
+  parts="$(curl -fsS --max-time 10 "${auth[@]}" "$ADMIN_URL/persistent/conclave/ops/telemetry/partitions" \
     | sed -n 's/.*"partitions":\([0-9]*\).*/\1/p')"
   [[ "$parts" == "4" ]] || die "persistent://conclave/ops/telemetry has '$parts' partitions, expected 4"
   log "topics in conclave/ops:"
-  curl -fsS --max-time 10 "$ADMIN_URL/persistent/conclave/ops/partitioned"; echo
-  curl -fsS --max-time 10 "$ADMIN_URL/persistent/conclave/ops"; echo
+  curl -fsS --max-time 10 "${auth[@]}" "$ADMIN_URL/persistent/conclave/ops/partitioned"; echo
+  curl -fsS --max-time 10 "${auth[@]}" "$ADMIN_URL/persistent/conclave/ops"; echo
 }
 
 # --------------------------------------------------------------------------- smoke
@@ -468,6 +598,7 @@ cmd_setup_topics() {
 # A produce/consume round trip over the binary protocol (port 6650) with the
 # Java client that ships inside the broker's classpath (Key_Shared subscription).
 cmd_smoke() {
+  [[ -z "$AUTH_MODE" ]] || die "smoke connects without credentials; in token mode the Rust tests (tests/pulsar_auth.rs) exercise the broker"
   healthy || die "broker not healthy on $HTTP_URL; run '$0 start' first"
   is_installed || cmd_install
   build_tools

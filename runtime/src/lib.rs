@@ -7,6 +7,8 @@
 mod action;
 pub mod actuator;
 mod agent;
+#[cfg(feature = "api")]
+pub mod api;
 pub mod arbiter;
 pub mod audit;
 pub mod bus;
@@ -15,7 +17,7 @@ mod decision;
 pub mod events;
 #[cfg(feature = "models")]
 pub mod models;
-mod overrides;
+pub mod overrides;
 pub mod policy;
 pub mod policy_test;
 mod proposal;

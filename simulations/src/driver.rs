@@ -503,6 +503,7 @@ pub async fn run(
         }
         Some(
             Runtime::start(RuntimeConfig {
+                journal: None,
                 policy: policy.clone(),
                 agents: specs,
                 sources,

@@ -3,8 +3,11 @@
 pub mod decisions;
 pub mod demo;
 pub mod models;
+pub mod operator;
+pub mod operator_cli;
 pub mod policy;
 pub mod publish;
 pub mod run;
 mod run_pulsar;
+pub mod serve_api;
 pub mod simulate;

@@ -1,13 +1,15 @@
 //! `conclave publish`: sends JSON Lines telemetry to a Pulsar topic, keyed by target, with
 //! an event id per message (for demos, load tests and the system tests).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use conclave_runtime::bus::pulsar::{
-    Outgoing, Publisher, PulsarSettings, PulsarTransport, DEFAULT_TELEMETRY_TOPIC,
+    Outgoing, Publisher, PulsarAuth, PulsarSettings, PulsarTls, PulsarTransport,
+    DEFAULT_TELEMETRY_TOPIC,
 };
 use conclave_runtime::{Clock, RealClock, Timestamp};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -23,6 +25,13 @@ pub struct PublishArgs {
     /// The broker.
     #[arg(long, default_value = "pulsar://127.0.0.1:6650", value_name = "URL")]
     pub pulsar: String,
+    /// A file holding the token to authenticate with (default: CONCLAVE_PULSAR_TOKEN_FILE).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// A PEM file with the CA that signed the broker's certificate, for `pulsar+ssl://`
+    /// (default: CONCLAVE_PULSAR_TLS_CA_FILE).
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca_file: Option<PathBuf>,
     /// Shift every `ts` so the first message is stamped now (recorded telemetry would
     /// otherwise be too old for the runtime's timestamp check).
     #[arg(long)]
@@ -101,10 +110,22 @@ pub fn run(args: &PublishArgs) -> anyhow::Result<ExitCode> {
     result
 }
 
+/// The connection settings: the flags over the environment.
+fn settings(args: &PublishArgs, var: impl Fn(&str) -> Option<OsString>) -> PulsarSettings {
+    let mut settings = PulsarSettings::default().with_env(var);
+    if let Some(file) = &args.token_file {
+        settings.auth = Some(PulsarAuth::TokenFile(file.clone()));
+    }
+    if let Some(ca) = &args.tls_ca_file {
+        settings.tls.get_or_insert_with(PulsarTls::default).ca_file = Some(ca.clone());
+    }
+    settings
+}
+
 async fn publish(args: &PublishArgs) -> anyhow::Result<ExitCode> {
     let transport = PulsarTransport::connect(
         &args.pulsar,
-        PulsarSettings::default(),
+        settings(args, |v| std::env::var_os(v)),
         &format!("conclave-publish-{}", std::process::id()),
         Duration::from_secs(10),
     )
@@ -170,8 +191,44 @@ async fn flush(p: &mut Publisher, batch: &mut Vec<Outgoing>) -> anyhow::Result<u
 
 #[cfg(test)]
 mod tests {
-    use super::{event_id, prepare};
+    use super::{event_id, prepare, settings, PublishArgs};
+    use conclave_runtime::bus::pulsar::PulsarAuth;
     use conclave_runtime::Timestamp;
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+
+    #[test]
+    fn flags_override_the_environment() {
+        let mut args = PublishArgs {
+            file: "-".into(),
+            topic: "t".into(),
+            pulsar: "pulsar+ssl://127.0.0.1:6651".into(),
+            token_file: None,
+            tls_ca_file: None,
+            retime: false,
+            pace: false,
+        };
+        let env = |name: &str| match name {
+            "CONCLAVE_PULSAR_TOKEN_FILE" => Some(OsString::from("/env/token")),
+            "CONCLAVE_PULSAR_TLS_CA_FILE" => Some(OsString::from("/env/ca.pem")),
+            _ => None,
+        };
+        let s = settings(&args, env);
+        assert_eq!(s.auth, Some(PulsarAuth::TokenFile("/env/token".into())));
+        assert_eq!(
+            s.tls.and_then(|t| t.ca_file),
+            Some(PathBuf::from("/env/ca.pem"))
+        );
+        args.token_file = Some("/flag/token".into());
+        args.tls_ca_file = Some("/flag/ca.pem".into());
+        let s = settings(&args, env);
+        assert_eq!(s.auth, Some(PulsarAuth::TokenFile("/flag/token".into())));
+        assert_eq!(
+            s.tls.and_then(|t| t.ca_file),
+            Some(PathBuf::from("/flag/ca.pem"))
+        );
+        assert_eq!(settings(&args, |_| None).auth, s.auth);
+    }
 
     #[test]
     fn keys_and_retiming() {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use conclave_agents::{agent_specs, Catalog};
 use conclave_runtime::actuator::LogActuator;
+use conclave_runtime::api::DecisionFeed;
 use conclave_runtime::audit::{format_tail_line, AuditLine, AuditRecord, AuditWriter, FsyncPolicy};
 use conclave_runtime::bus::{BusConfig, EmbeddedBus, OverloadPolicy, Replayer, TelemetrySource};
 use conclave_runtime::telemetry::JsonlDeadLetters;
@@ -69,6 +70,9 @@ pub struct RunArgs {
     /// This instance's name on the Pulsar subscription (default: `conclave-<pid>`).
     #[arg(long)]
     pub name: Option<String>,
+    /// The operator API and the override journal.
+    #[command(flatten)]
+    pub api: super::serve_api::ApiArgs,
 }
 
 pub(crate) fn print_decision(d: &Decision, seq: &mut u64) {
@@ -156,8 +160,11 @@ async fn run_async(
         .append(true)
         .open(&args.actions)
         .with_context(|| format!("opening `{}`", args.actions.display()))?;
+    let journal =
+        super::serve_api::open_journal(&args.api.journal_path(&args.audit), clock.as_ref())?;
     let (tap_tx, mut tap) = mpsc::unbounded_channel();
     let runtime = Runtime::start(RuntimeConfig {
+        journal: Some(journal),
         policy: policy.clone(),
         agents: specs,
         sources,
@@ -169,6 +176,15 @@ async fn run_async(
         tuning: Tuning::default(),
     })
     .await?;
+    let feed = DecisionFeed::new(2_000);
+    let api = super::serve_api::start(
+        &args.api,
+        runtime.handle(),
+        feed.clone(),
+        clock.clone(),
+        None,
+    )
+    .await?;
     let quiet = args.quiet;
     let printer = tokio::spawn(async move {
         let mut seq = 0;
@@ -176,6 +192,7 @@ async fn run_async(
             if !quiet {
                 print_decision(&d, &mut seq);
             }
+            feed.push(d);
         }
     });
 
@@ -215,6 +232,9 @@ async fn run_async(
     bus.close(TOPIC);
     let report = runtime.shutdown().await?;
     let _ = printer.await;
+    if let Some(api) = api {
+        api.shutdown().await;
+    }
     dead_letters
         .flush()
         .with_context(|| format!("flushing `{}`", args.dead_letters.display()))?;

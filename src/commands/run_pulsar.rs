@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use conclave_runtime::actuator::SinkActuator;
+use conclave_runtime::api::DecisionFeed;
 use conclave_runtime::audit::{AuditWriter, FsyncPolicy};
 use conclave_runtime::bus::pulsar::{
-    open_sources, spawn_control, ControlEvent, PulsarActionSink, PulsarDeadLetters,
-    PulsarTransport, SubscriptionType,
+    open_sources, spawn_control, spawn_control_publisher, ControlEvent, PulsarActionSink,
+    PulsarDeadLetters, PulsarTransport, SubscriptionType,
 };
 use conclave_runtime::telemetry::{DeadLetter, DeadLetterSink, JsonlDeadLetters};
 use conclave_runtime::{Clock, Policy, RealClock, Runtime, RuntimeConfig, Tuning};
@@ -66,7 +67,8 @@ pub(crate) async fn run(
         .name
         .clone()
         .unwrap_or_else(|| format!("conclave-{}", std::process::id()));
-    let settings = policy.pulsar().clone();
+    // Deployment over policy: the token and CA files may come from the environment.
+    let settings = policy.pulsar().clone().with_env(|v| std::env::var_os(v));
     let transport = PulsarTransport::connect(url, settings.clone(), &name, Duration::from_secs(10))
         .await
         .context("connecting to Pulsar")?;
@@ -93,8 +95,11 @@ pub(crate) async fn run(
         clock.clone(),
     )
     .with_context(|| format!("opening the audit log `{}`", args.audit.display()))?;
+    let journal =
+        super::serve_api::open_journal(&args.api.journal_path(&args.audit), clock.as_ref())?;
     let (tap_tx, mut tap) = mpsc::unbounded_channel();
     let runtime = Runtime::start(RuntimeConfig {
+        journal: Some(journal),
         policy: policy.clone(),
         agents: specs,
         sources: sources.sources,
@@ -122,8 +127,30 @@ pub(crate) async fn run(
     spawn_control(&transport, runtime.handle(), control_tx)
         .await
         .context("subscribing to the control topic")?;
+    // Overrides made through this instance's API go to the others on the control topic.
+    let fanout = match args.api.api {
+        Some(_) => Some(
+            spawn_control_publisher(&transport)
+                .await
+                .context("publishing to the control topic")?,
+        ),
+        None => None,
+    };
+    let feed = DecisionFeed::new(2_000);
+    let api = super::serve_api::start(
+        &args.api,
+        runtime.handle(),
+        feed.clone(),
+        clock.clone(),
+        fanout,
+    )
+    .await?;
+    let auth = match &settings.auth {
+        Some(from) => format!(", token in {from}"),
+        None => String::new(),
+    };
     eprintln!(
-        "{name}: running on {url}, subscription `{}` ({:?}), actions to {}",
+        "{name}: running on {url}{auth}, subscription `{}` ({:?}), actions to {}",
         settings.subscription, settings.subscription_type, settings.actions_topic
     );
     let quiet = args.quiet;
@@ -132,7 +159,12 @@ pub(crate) async fn run(
         loop {
             tokio::select! {
                 d = tap.recv() => match d {
-                    Some(d) => if !quiet { print_decision(&d, &mut seq) },
+                    Some(d) => {
+                        if !quiet {
+                            print_decision(&d, &mut seq);
+                        }
+                        feed.push(d);
+                    }
                     None => break,
                 },
                 Some(e) = control_rx.recv() => match e {
@@ -152,6 +184,9 @@ pub(crate) async fn run(
     let stats = control_sources.stats();
     control_sources.close().await;
     let _ = printer.await;
+    if let Some(api) = api {
+        api.shutdown().await;
+    }
     local_dead_letters
         .flush()
         .with_context(|| format!("flushing `{}`", args.dead_letters.display()))?;

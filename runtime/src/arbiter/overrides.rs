@@ -81,6 +81,15 @@ pub enum OverrideError {
         /// The approval rule.
         rule: String,
     },
+    /// The override could not be written to the journal, so it was not applied: one that
+    /// took effect but would be forgotten at the next restart is worse than none.
+    #[error("override `{id}` was not applied: it could not be saved ({error})")]
+    NotSaved {
+        /// The override's id.
+        id: String,
+        /// Why the journal refused it.
+        error: String,
+    },
 }
 
 impl Arbiter {

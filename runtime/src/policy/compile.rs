@@ -96,7 +96,7 @@ pub(crate) fn compile(
         &agent_policies,
     );
 
-    let pulsar = super::transport::compile(raw.spec.pulsar.as_ref(), &mut c.p);
+    let pulsar = super::transport::compile(raw.spec.pulsar.as_ref(), c.dir, &mut c.p);
 
     if !c.p.is_empty() {
         return Err(c.p.into_sorted());

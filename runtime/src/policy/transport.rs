@@ -1,7 +1,11 @@
 //! `spec.pulsar`: where a runtime on Pulsar reads telemetry, publishes actions and takes
-//! overrides. The broker's address is deployment, not policy: it comes from the command
-//! line (`conclave run --pulsar URL`).
+//! overrides, and how it authenticates. The broker's address is deployment, not policy: it
+//! comes from the command line (`conclave run --pulsar URL`). A deployment may also set the
+//! token file and CA file in the environment, over the policy ([`PulsarSettings::with_env`]).
 
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -29,6 +33,95 @@ pub struct RawPulsar {
     pub actions_topic: Option<Located<String>>,
     /// Topic human overrides arrive on (the same JSON the API takes).
     pub control_topic: Option<Located<String>>,
+    /// The token the runtime authenticates with: where to read it, never the token itself.
+    /// `CONCLAVE_PULSAR_TOKEN_FILE` in the environment takes precedence.
+    pub auth: Option<Located<RawPulsarAuth>>,
+    /// TLS for `pulsar+ssl://` URLs. `CONCLAVE_PULSAR_TLS_CA_FILE` in the environment takes
+    /// precedence over `ca_file`.
+    pub tls: Option<Located<RawPulsarTls>>,
+}
+
+/// `spec.pulsar.auth` as written: exactly one of the two.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPulsarAuth {
+    /// A file holding the token (a JWT) alone, such as a mounted secret; read when
+    /// connecting. A relative path is resolved against the policy file's folder.
+    pub token_file: Option<Located<String>>,
+    /// The name of an environment variable holding the token; read when connecting.
+    pub token_env: Option<Located<String>>,
+}
+
+/// `spec.pulsar.tls` as written.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPulsarTls {
+    /// A PEM file with the certificate(s) of the CA that signed the broker's certificate,
+    /// trusted besides the public web roots. A relative path is resolved against the policy
+    /// file's folder.
+    pub ca_file: Option<Located<String>>,
+    /// Accept a broker certificate that does not verify. Only `false` (the default): the
+    /// Pulsar client (rustls) always verifies.
+    pub allow_insecure: Option<Located<bool>>,
+    /// Check the broker's certificate against the URL's host. Only `true` (the default):
+    /// the Pulsar client (rustls) always checks.
+    pub hostname_verification: Option<Located<bool>>,
+}
+
+/// Environment variable with a token file for deployments; it replaces `spec.pulsar.auth`.
+pub const TOKEN_FILE_ENV: &str = "CONCLAVE_PULSAR_TOKEN_FILE";
+/// Environment variable with a CA file for deployments; it replaces `spec.pulsar.tls.ca_file`.
+pub const TLS_CA_FILE_ENV: &str = "CONCLAVE_PULSAR_TLS_CA_FILE";
+
+/// Where the client's token comes from; never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PulsarAuth {
+    /// A file holding the token alone (surrounding whitespace is ignored).
+    TokenFile(PathBuf),
+    /// An environment variable holding the token.
+    TokenEnv(String),
+}
+
+impl fmt::Display for PulsarAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // A token given where its file's path belongs must not reach a message.
+            PulsarAuth::TokenFile(p) if looks_like_token(&p.to_string_lossy()) => {
+                f.write_str("a file whose name looks like a token (not shown)")
+            }
+            PulsarAuth::TokenFile(p) => write!(f, "file `{}`", p.display()),
+            PulsarAuth::TokenEnv(v) => write!(f, "environment variable `{v}`"),
+        }
+    }
+}
+
+/// TLS settings for `pulsar+ssl://`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PulsarTls {
+    /// Extra trusted CA certificates (PEM), besides the public web roots.
+    pub ca_file: Option<PathBuf>,
+    /// Always `false` today (see [`RawPulsarTls::allow_insecure`]); passed to the client.
+    pub allow_insecure: bool,
+    /// Always `true` today (see [`RawPulsarTls::hostname_verification`]); passed to the client.
+    pub hostname_verification: bool,
+}
+
+impl Default for PulsarTls {
+    fn default() -> Self {
+        PulsarTls {
+            ca_file: None,
+            allow_insecure: false,
+            hostname_verification: true,
+        }
+    }
+}
+
+/// Whether `s` looks like a JWT (`eyJ...` header, three dot-separated parts): a token
+/// pasted where its file or variable name belongs, which no message may echo.
+pub fn looks_like_token(s: &str) -> bool {
+    let s = s.trim();
+    s.starts_with("eyJ") && s.split('.').count() == 3 && !s.contains(['/', '\\', ' '])
 }
 
 /// `spec.pulsar.telemetry` as written.
@@ -89,6 +182,12 @@ pub struct PulsarSettings {
     pub actions_topic: String,
     /// Control topic.
     pub control_topic: String,
+    /// Where the token comes from; `None`: connect without authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<PulsarAuth>,
+    /// TLS settings for `pulsar+ssl://`; `None`: the defaults (public web roots).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<PulsarTls>,
     /// How long a runtime waits for the broker before giving up on a call.
     #[serde(skip)]
     pub operation_timeout: Duration,
@@ -104,8 +203,28 @@ impl Default for PulsarSettings {
             dead_letter_topic: DEFAULT_DEAD_LETTER_TOPIC.to_string(),
             actions_topic: DEFAULT_ACTIONS_TOPIC.to_string(),
             control_topic: DEFAULT_CONTROL_TOPIC.to_string(),
+            auth: None,
+            tls: None,
             operation_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+impl PulsarSettings {
+    /// These settings with a deployment's environment over the policy:
+    /// [`TOKEN_FILE_ENV`] replaces `auth`, [`TLS_CA_FILE_ENV`] replaces `tls.ca_file`. An
+    /// empty variable counts as unset; relative paths are relative to the working folder.
+    /// `var` looks a variable up (`std::env::var_os` outside tests).
+    #[must_use]
+    pub fn with_env(mut self, var: impl Fn(&str) -> Option<OsString>) -> Self {
+        let set = |name: &str| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        if let Some(file) = set(TOKEN_FILE_ENV) {
+            self.auth = Some(PulsarAuth::TokenFile(file));
+        }
+        if let Some(ca) = set(TLS_CA_FILE_ENV) {
+            self.tls.get_or_insert_with(PulsarTls::default).ca_file = Some(ca);
+        }
+        self
     }
 }
 
@@ -146,10 +265,124 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks `spec.pulsar`, reporting every problem into `p`.
-pub(crate) fn compile(raw: Option<&RawPulsar>, p: &mut Problems) -> PulsarSettings {
+/// `path` as written, resolved against the policy's folder when relative.
+fn resolve(path: &str, dir: Option<&Path>) -> PathBuf {
+    match dir {
+        Some(d) if Path::new(path).is_relative() => d.join(path),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// A path that must name a file: not empty, and not a token pasted in its place.
+fn file_path(
+    v: &Located<String>,
+    path: &str,
+    dir: Option<&Path>,
+    p: &mut Problems,
+) -> Option<PathBuf> {
+    let problem = if v.value.trim().is_empty() {
+        "expected a path to a file, found an empty string"
+    } else if looks_like_token(&v.value) {
+        "expected a path to a file, found what looks like a token (not shown); put the token in a file and name the file here"
+    } else {
+        return Some(resolve(&v.value, dir));
+    };
+    p.push(v.loc, path, Problem::Contradiction(problem.to_string()));
+    None
+}
+
+fn compile_auth(
+    raw: &Located<RawPulsarAuth>,
+    dir: Option<&Path>,
+    p: &mut Problems,
+) -> Option<PulsarAuth> {
+    match (&raw.value.token_file, &raw.value.token_env) {
+        (Some(_), Some(env)) => {
+            p.push(
+                env.loc,
+                "spec.pulsar.auth.token_env",
+                Problem::Contradiction("set `token_file` or `token_env`, not both".to_string()),
+            );
+            None
+        }
+        (None, None) => {
+            p.push(
+                raw.loc,
+                "spec.pulsar.auth",
+                Problem::Contradiction("expected `token_file` or `token_env`".to_string()),
+            );
+            None
+        }
+        (Some(file), None) => {
+            file_path(file, "spec.pulsar.auth.token_file", dir, p).map(PulsarAuth::TokenFile)
+        }
+        (None, Some(env)) => {
+            let name = &env.value;
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if valid {
+                return Some(PulsarAuth::TokenEnv(name.clone()));
+            }
+            // The value is not echoed: a mistaken one is often the token itself.
+            p.push(
+                env.loc,
+                "spec.pulsar.auth.token_env",
+                Problem::Contradiction(
+                    "expected the name of an environment variable (letters, digits and `_`, not starting with a digit); the value is not shown in case it is a token"
+                        .to_string(),
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn compile_tls(raw: &RawPulsarTls, dir: Option<&Path>, p: &mut Problems) -> PulsarTls {
+    let mut out = PulsarTls::default();
+    if let Some(ca) = &raw.ca_file {
+        out.ca_file = file_path(ca, "spec.pulsar.tls.ca_file", dir, p);
+    }
+    // The `pulsar` crate's rustls connector ignores both switches; refusing them beats
+    // a setting that silently does nothing.
+    if let Some(v) = raw.allow_insecure.as_ref().filter(|v| v.value) {
+        p.push(
+            v.loc,
+            "spec.pulsar.tls.allow_insecure",
+            Problem::Contradiction(
+                "`true` is not supported: the Pulsar client always verifies the broker's certificate; trust its CA with `ca_file` instead".to_string(),
+            ),
+        );
+    }
+    if let Some(v) = raw.hostname_verification.as_ref().filter(|v| !v.value) {
+        p.push(
+            v.loc,
+            "spec.pulsar.tls.hostname_verification",
+            Problem::Contradiction(
+                "`false` is not supported: the Pulsar client always checks the broker's certificate against the URL's host; connect by a name or address the certificate lists".to_string(),
+            ),
+        );
+    }
+    out
+}
+
+/// Checks `spec.pulsar`, reporting every problem into `p`; relative paths resolve against
+/// `dir`, the policy file's folder.
+pub(crate) fn compile(
+    raw: Option<&RawPulsar>,
+    dir: Option<&Path>,
+    p: &mut Problems,
+) -> PulsarSettings {
     let mut out = PulsarSettings::default();
     let Some(raw) = raw else { return out };
+    if let Some(a) = &raw.auth {
+        out.auth = compile_auth(a, dir, p);
+    }
+    if let Some(t) = &raw.tls {
+        out.tls = Some(compile_tls(&t.value, dir, p));
+    }
     let topic = |t: &Located<String>, path: &str, p: &mut Problems| -> Option<String> {
         match check_topic_name(&t.value) {
             Ok(()) => Some(t.value.clone()),
@@ -240,7 +473,140 @@ pub(crate) fn compile(raw: Option<&RawPulsar>, p: &mut Problems) -> PulsarSettin
 
 #[cfg(test)]
 mod tests {
-    use super::check_topic_name;
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+
+    use super::{check_topic_name, looks_like_token, PulsarAuth, PulsarSettings, PulsarTls};
+
+    const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjb25jbGF2ZSJ9.c2lnbmF0dXJl";
+
+    /// `spec.pulsar` of a policy in `conf/` (line 6 on), compiled; or every error.
+    fn pulsar(body: &str) -> Result<PulsarSettings, Vec<String>> {
+        let text = format!(
+            "apiVersion: conclave/v1\nkind: Policy\nmetadata: {{name: p}}\nspec:\n  agents: {{}}\n  pulsar:\n{body}"
+        );
+        crate::policy::compile_str("conf/p.yaml", &text, &["scaler"])
+            .map(|p| p.pulsar().clone())
+            .map_err(|es| es.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn auth_from_a_file_or_a_variable() {
+        let s = pulsar("    auth: {token_file: secrets/token}\n").expect("compiles");
+        assert_eq!(
+            s.auth,
+            Some(PulsarAuth::TokenFile(PathBuf::from("conf/secrets/token")))
+        );
+        let s = pulsar("    auth: {token_file: /run/secrets/pulsar}\n").expect("compiles");
+        assert_eq!(
+            s.auth,
+            Some(PulsarAuth::TokenFile(PathBuf::from("/run/secrets/pulsar")))
+        );
+        let s = pulsar("    auth:\n      token_env: PULSAR_TOKEN\n").expect("compiles");
+        assert_eq!(s.auth, Some(PulsarAuth::TokenEnv("PULSAR_TOKEN".into())));
+        assert_eq!(s.tls, None);
+        assert_eq!(
+            s.auth.map(|a| a.to_string()).as_deref(),
+            Some("environment variable `PULSAR_TOKEN`")
+        );
+    }
+
+    #[test]
+    fn auth_mistakes_are_located_and_never_echo_a_token() {
+        assert_eq!(
+            pulsar("    auth: {token_file: t, token_env: T}\n").expect_err("both"),
+            ["conf/p.yaml:7:38: spec.pulsar.auth.token_env: set `token_file` or `token_env`, not both"]
+        );
+        assert_eq!(
+            pulsar("    auth: {}\n").expect_err("neither"),
+            ["conf/p.yaml:7:11: spec.pulsar.auth: expected `token_file` or `token_env`"]
+        );
+        let errs = pulsar(&format!("    auth: {{token_env: {JWT}}}\n")).expect_err("a token");
+        assert_eq!(
+            errs,
+            ["conf/p.yaml:7:23: spec.pulsar.auth.token_env: expected the name of an environment variable (letters, digits and `_`, not starting with a digit); the value is not shown in case it is a token"]
+        );
+        let errs = pulsar(&format!("    auth: {{token_file: {JWT}}}\n")).expect_err("a token");
+        assert_eq!(
+            errs,
+            ["conf/p.yaml:7:24: spec.pulsar.auth.token_file: expected a path to a file, found what looks like a token (not shown); put the token in a file and name the file here"]
+        );
+        assert_eq!(
+            pulsar("    auth: {token_file: ''}\n").expect_err("empty"),
+            ["conf/p.yaml:7:24: spec.pulsar.auth.token_file: expected a path to a file, found an empty string"]
+        );
+    }
+
+    #[test]
+    fn tls_settings() {
+        let s = pulsar(
+            "    tls: {ca_file: ca.pem, allow_insecure: false, hostname_verification: true}\n",
+        )
+        .expect("compiles");
+        assert_eq!(
+            s.tls,
+            Some(PulsarTls {
+                ca_file: Some(PathBuf::from("conf/ca.pem")),
+                allow_insecure: false,
+                hostname_verification: true,
+            })
+        );
+        assert_eq!(
+            pulsar("    tls: {}\n").expect("compiles").tls,
+            Some(PulsarTls::default())
+        );
+        assert_eq!(
+            pulsar("    tls:\n      allow_insecure: true\n      hostname_verification: false\n")
+                .expect_err("unsupported"),
+            [
+                "conf/p.yaml:8:23: spec.pulsar.tls.allow_insecure: `true` is not supported: the Pulsar client always verifies the broker's certificate; trust its CA with `ca_file` instead",
+                "conf/p.yaml:9:30: spec.pulsar.tls.hostname_verification: `false` is not supported: the Pulsar client always checks the broker's certificate against the URL's host; connect by a name or address the certificate lists",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_environment_overrides_the_policy() {
+        let policy =
+            pulsar("    auth: {token_env: T}\n    tls: {ca_file: ca.pem}\n").expect("compiles");
+        let env = |name: &str| match name {
+            "CONCLAVE_PULSAR_TOKEN_FILE" => Some(OsString::from("/run/token")),
+            "CONCLAVE_PULSAR_TLS_CA_FILE" => Some(OsString::from("other-ca.pem")),
+            _ => None,
+        };
+        let s = policy.clone().with_env(env);
+        assert_eq!(s.auth, Some(PulsarAuth::TokenFile("/run/token".into())));
+        assert_eq!(
+            s.tls.and_then(|t| t.ca_file),
+            Some(PathBuf::from("other-ca.pem"))
+        );
+        // Unset or empty: the policy's.
+        let empty = |_: &str| Some(OsString::new());
+        assert_eq!(policy.clone().with_env(empty), policy);
+        assert_eq!(policy.clone().with_env(|_| None), policy);
+        // A CA from the environment alone turns TLS settings on.
+        let s = PulsarSettings::default().with_env(env);
+        assert_eq!(
+            s.tls,
+            Some(PulsarTls {
+                ca_file: Some(PathBuf::from("other-ca.pem")),
+                ..PulsarTls::default()
+            })
+        );
+    }
+
+    #[test]
+    fn tokens_are_recognised() {
+        assert!(looks_like_token(JWT));
+        assert!(looks_like_token(&format!("{JWT}\n")));
+        assert!(!looks_like_token("my.token.txt"));
+        assert!(!looks_like_token("/run/secrets/eyJ.a.b"));
+        assert!(!looks_like_token("PULSAR_TOKEN"));
+        assert_eq!(
+            PulsarAuth::TokenFile(JWT.into()).to_string(),
+            "a file whose name looks like a token (not shown)"
+        );
+    }
 
     #[test]
     fn topic_names() {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::actuator_host::ActuatorMsg;
 use super::audit_host::AuditMsg;
@@ -18,7 +18,7 @@ use crate::audit::AuditRecord;
 use crate::clock::{Clock, Timestamp};
 use crate::decision::Decision;
 use crate::events::{Counters, DecisionsMade};
-use crate::overrides::Override;
+use crate::overrides::{OperatorView, Override, OverrideJournal};
 use crate::proposal::Proposal;
 use crate::target::Target;
 
@@ -60,6 +60,11 @@ pub(crate) struct ArbiterArgs {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) tap: Option<mpsc::UnboundedSender<Decision>>,
     pub(crate) decide_only_observed: bool,
+    /// Where standing overrides are kept across restarts, and those it held at start.
+    pub(crate) journal: Option<(OverrideJournal, Vec<Override>)>,
+    /// Where the operator view is published after every change, so readers (the API)
+    /// never queue behind decisions in this actor's mailbox.
+    pub(crate) view: watch::Sender<OperatorView>,
 }
 
 #[derive(Default)]
@@ -77,6 +82,7 @@ pub(crate) struct ArbiterHostState {
     windows: BTreeMap<Timestamp, Window>,
     decided_through: Option<Timestamp>,
     waiters: Vec<(Timestamp, RpcReplyPort<()>)>,
+    journal: Option<OverrideJournal>,
 }
 
 impl ArbiterHostState {
@@ -107,7 +113,73 @@ impl ArbiterHostState {
             self.publish(decisions, None);
             self.decided_through = Some(at);
         }
+        self.publish_view();
         self.wake_waiters();
+    }
+
+    fn publish_view(&self) {
+        let view = OperatorView::build(
+            self.args.arbiter.policy(),
+            &self.state,
+            &self.live,
+            self.args.clock.now(),
+        );
+        self.args.view.send_replace(view);
+    }
+
+    /// Applies an override: checked on a copy of the state, journaled if it stands, and
+    /// only then made real, so a refused or unsaved override changes nothing.
+    fn apply_override(&mut self, o: Override) -> Result<Vec<Decision>, OverrideError> {
+        let now = self.args.clock.now();
+        let mut next = self.state.clone();
+        let decisions = self
+            .args
+            .arbiter
+            .apply_override(&mut next, o.clone(), now)?;
+        if let Some(journal) = &mut self.journal {
+            journal.append(&o).map_err(|e| OverrideError::NotSaved {
+                id: o.id.clone(),
+                error: e.to_string(),
+            })?;
+        }
+        self.state = next;
+        tracing::info!(
+            target: "conclave::override",
+            id = %o.id,
+            kind = o.kind.name(),
+            by = %o.by.name,
+            role = o.by.role.as_str(),
+            "Override applied."
+        );
+        let decisions = self.publish(decisions, Some(o));
+        self.publish_view();
+        Ok(decisions)
+    }
+
+    /// Re-applies the journal's standing overrides at start. Their effects were audited
+    /// when they were given, so restoring writes nothing; one the policy no longer allows
+    /// (an agent removed, a pin now out of bounds) is reported and dropped.
+    fn restore(&mut self, overrides: Vec<Override>) {
+        let now = self.args.clock.now();
+        for o in overrides {
+            match self
+                .args
+                .arbiter
+                .apply_override(&mut self.state, o.clone(), now)
+            {
+                Ok(_) => tracing::info!(
+                    target: "conclave::override",
+                    id = %o.id,
+                    kind = o.kind.name(),
+                    "Override restored from the journal."
+                ),
+                Err(e) => tracing::warn!(
+                    target: "conclave::override",
+                    id = %o.id,
+                    "Override in the journal no longer applies and was dropped: {e}"
+                ),
+            }
+        }
     }
 
     fn wake_waiters(&mut self) {
@@ -129,15 +201,29 @@ impl ArbiterHostState {
         }
     }
 
-    fn publish(&mut self, decisions: Vec<Decision>, preceded_by: Option<Override>) {
+    /// Audits, carries out and announces `decisions` (after the override that produced
+    /// them, if any); returns them as recorded (with their trace ids).
+    fn publish(
+        &mut self,
+        decisions: Vec<Decision>,
+        preceded_by: Option<Override>,
+    ) -> Vec<Decision> {
         if decisions.is_empty() && preceded_by.is_none() {
             DecisionsMade { decisions: &[] }.emit(&self.args.counters);
-            return;
+            return decisions;
         }
         #[cfg(feature = "otel")]
         let decisions = {
             let mut decisions = decisions;
-            otel::trace_decisions(&mut decisions, self.args.arbiter.policy(), &self.state);
+            // Decisions an override produced (an approval enacted, a pin) belong to the
+            // override's trace.
+            let parent = preceded_by.as_ref().and_then(otel::trace_override);
+            otel::trace_decisions(
+                &mut decisions,
+                self.args.arbiter.policy(),
+                &self.state,
+                parent.as_ref(),
+            );
             decisions
         };
         DecisionsMade {
@@ -161,10 +247,11 @@ impl ArbiterHostState {
             let _ = self.args.actuator.send_message(ActuatorMsg::Apply(acted));
         }
         if let Some(tap) = &self.args.tap {
-            for d in decisions {
-                let _ = tap.send(d);
+            for d in &decisions {
+                let _ = tap.send(d.clone());
             }
         }
+        decisions
     }
 }
 
@@ -178,14 +265,20 @@ impl Actor for ArbiterActor {
         _myself: ActorRef<Self::Msg>,
         args: ArbiterArgs,
     ) -> Result<ArbiterHostState, ActorProcessingErr> {
-        Ok(ArbiterHostState {
+        let mut args = args;
+        let (journal, restored) = args.journal.take().unzip();
+        let mut s = ArbiterHostState {
             live: args.agents.clone(),
             args,
             state: ArbiterState::new(),
             windows: BTreeMap::new(),
             decided_through: None,
             waiters: Vec::new(),
-        })
+            journal,
+        };
+        s.restore(restored.unwrap_or_default());
+        s.publish_view();
+        Ok(s)
     }
 
     async fn handle(
@@ -228,13 +321,9 @@ impl Actor for ArbiterActor {
                 s.close_ready_windows();
             }
             ArbiterMsg::ApplyOverride(o, reply) => {
-                let now = s.args.clock.now();
-                let result = s.args.arbiter.apply_override(&mut s.state, o.clone(), now);
-                if let Ok(decisions) = &result {
-                    s.publish(decisions.clone(), Some(o));
-                }
-                let _ = reply.send(result);
+                let _ = reply.send(s.apply_override(o));
             }
+
             ArbiterMsg::WaitDecided(at, reply) => {
                 s.waiters.push((at, reply));
                 s.wake_waiters();
@@ -260,6 +349,7 @@ mod otel {
 
     use crate::arbiter::ArbiterState;
     use crate::decision::Decision;
+    use crate::overrides::{Override, OverrideKind};
     use crate::policy::{Mode, Policy};
 
     /// The agent's mode at `d.at`: a human's `set_mode` in force, else the policy's.
@@ -270,10 +360,48 @@ mod otel {
         }
     }
 
+    /// A root span `override {kind}` for a human override: who, why, what it names. The
+    /// span is returned so the decisions it produced become its children.
+    pub(super) fn trace_override(o: &Override) -> Option<tracing::Span> {
+        let subject = match &o.kind {
+            OverrideKind::Pause { agent }
+            | OverrideKind::Resume { agent }
+            | OverrideKind::SetMode { agent, .. } => format!("agent {agent}"),
+            OverrideKind::Pin { target, .. } | OverrideKind::Unpin { target } => {
+                format!("target {target}")
+            }
+            OverrideKind::Approve { decision }
+            | OverrideKind::Deny { decision }
+            | OverrideKind::Veto { decision } => format!("decision {decision}"),
+            OverrideKind::Freeze | OverrideKind::Unfreeze => "all".to_owned(),
+        };
+        let span = tracing::info_span!(
+            target: "conclave::decision",
+            parent: None,
+            "override",
+            otel.name = %format_args!("override {}", o.kind.name()),
+            conclave.override.id = %o.id,
+            conclave.override.kind = o.kind.name(),
+            conclave.override.subject = %subject,
+            conclave.override.by = %o.by.name,
+            conclave.override.role = o.by.role.as_str(),
+            conclave.override.reason = %o.reason,
+            conclave.override.until = tracing::field::Empty,
+        );
+        if span.is_disabled() {
+            return None;
+        }
+        if let Some(u) = o.until {
+            span.record("conclave.override.until", tracing::field::display(u));
+        }
+        Some(span)
+    }
+
     pub(super) fn trace_decisions(
         decisions: &mut [Decision],
         policy: &Policy,
         state: &ArbiterState,
+        parent: Option<&tracing::Span>,
     ) {
         for d in decisions.iter_mut() {
             let codes = d
@@ -284,7 +412,7 @@ mod otel {
                 .join(",");
             let root = tracing::info_span!(
                 target: "conclave::decision",
-                parent: None,
+                parent: parent.and_then(tracing::Span::id),
                 "decide",
                 otel.name = %format_args!("decide {}", d.target),
                 conclave.decision.id = %d.id,

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::actuator::Actuator;
@@ -41,7 +41,7 @@ use crate::bus::TelemetrySource;
 use crate::clock::{Clock, RealClock, Timestamp};
 use crate::decision::Decision;
 use crate::events::{CounterSnapshot, Counters};
-use crate::overrides::Override;
+use crate::overrides::{OperatorView, Override, OverrideJournal};
 use crate::policy::Policy;
 use crate::telemetry::{DeadLetterSink, DecodeLimits, Decoder};
 
@@ -112,6 +112,10 @@ pub struct RuntimeConfig {
     pub decision_tap: Option<mpsc::UnboundedSender<Decision>>,
     /// Knobs.
     pub tuning: Tuning,
+    /// The override journal and the standing overrides it held when opened (see
+    /// [`OverrideJournal::open`]): those are in force from the start, and every override
+    /// applied later is written to it first. `None` keeps overrides in memory only.
+    pub journal: Option<(OverrideJournal, Vec<Override>)>,
 }
 
 /// Why the runtime could not start or stop cleanly.
@@ -151,6 +155,7 @@ pub struct Runtime {
     partitions: usize,
     agents_drained: mpsc::UnboundedReceiver<&'static str>,
     agent_count: usize,
+    views: watch::Receiver<OperatorView>,
 }
 
 impl Runtime {
@@ -181,6 +186,13 @@ impl Runtime {
         let (c1, c2, c3) = (counters.clone(), counters.clone(), counters.clone());
         let clock = config.clock.clone();
         let tap = config.decision_tap;
+        let journal = config.journal;
+        let (view_tx, views) = watch::channel(OperatorView::build(
+            &config.policy,
+            &crate::arbiter::ArbiterState::new(),
+            &BTreeSet::new(),
+            config.clock.now(),
+        ));
         let agent_specs = config.agents;
         let agent_inboxes = inboxes.clone();
         let dead_letters = config.dead_letters;
@@ -207,6 +219,8 @@ impl Runtime {
                 clock,
                 tap,
                 decide_only_observed: tuning.decide_only_observed,
+                journal,
+                view: view_tx,
             }),
             agents: Box::new(move |arbiter| {
                 agent_specs
@@ -266,6 +280,7 @@ impl Runtime {
             partitions,
             agents_drained,
             agent_count,
+            views,
         })
     }
 
@@ -312,6 +327,7 @@ impl Runtime {
     pub fn handle(&self) -> RuntimeHandle {
         RuntimeHandle {
             arbiter: self.refs.arbiter.clone(),
+            views: self.views.clone(),
         }
     }
 
@@ -387,6 +403,7 @@ impl Runtime {
 #[derive(Clone)]
 pub struct RuntimeHandle {
     arbiter: ActorRef<ArbiterMsg>,
+    views: watch::Receiver<OperatorView>,
 }
 
 impl RuntimeHandle {
@@ -406,6 +423,17 @@ impl RuntimeHandle {
                 "the arbiter is not running".to_string(),
             )),
         }
+    }
+
+    /// What operators see: agents and their modes, pending approvals, overrides in force,
+    /// as of the arbiter's last change. Reading it sends the arbiter nothing.
+    pub fn view(&self) -> OperatorView {
+        self.views.borrow().clone()
+    }
+
+    /// Whether the arbiter is running (the runtime decides).
+    pub fn is_running(&self) -> bool {
+        self.arbiter.get_status() == ractor::ActorStatus::Running
     }
 
     /// Applies a human override; see [`Runtime::apply_override`].

@@ -159,6 +159,7 @@ async fn harness(partitions: usize, restart: RestartPolicy) -> Harness {
     let release = Arc::new(AtomicBool::new(false));
     let stuck = Arc::new(AtomicUsize::new(0));
     let runtime = Runtime::start(RuntimeConfig {
+        journal: None,
         policy,
         agents: vec![
             spec("scaler", release.clone(), stuck.clone()),

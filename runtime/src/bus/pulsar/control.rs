@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ::pulsar::consumer::{ConsumerOptions, InitialPosition};
-use ::pulsar::{Consumer, SubType, TokioExecutor};
+use ::pulsar::{producer, Consumer, SubType, TokioExecutor};
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::{PulsarError, PulsarTransport};
+use super::producer::ManagedProducer;
+use super::{PulsarError, PulsarTransport, ORIGIN_INSTANCE};
 use crate::decision::Decision;
 use crate::overrides::Override;
 use crate::supervision::RuntimeHandle;
@@ -83,9 +84,21 @@ pub async fn spawn_control(
         };
     let stats = Arc::new(ControlStats::default());
     let s = stats.clone();
+    let me = transport.name().to_owned();
     tokio::spawn(async move {
         while let Some(m) = consumer.next().await {
             let Ok(m) = m else { continue };
+            let mine = m
+                .payload
+                .metadata
+                .properties
+                .iter()
+                .any(|kv| kv.key == ORIGIN_INSTANCE && kv.value == me);
+            if mine {
+                // Applied here already, when it was made through this instance's API.
+                let _ = consumer.ack(&m).await;
+                continue;
+            }
             let event = match parse(&m.payload.data) {
                 Err(e) => ControlEvent::Rejected(e),
                 Ok(o) => match runtime.apply_override(o.clone()).await {
@@ -106,6 +119,39 @@ pub async fn spawn_control(
         }
     });
     Ok(stats)
+}
+
+/// A task that publishes overrides made here (through the API) to the control topic, so
+/// every other instance applies them too; each request is answered with whether the
+/// broker took it.
+///
+/// # Errors
+/// [`PulsarError::Topic`] when the control topic cannot be published to.
+pub async fn spawn_control_publisher(
+    transport: &PulsarTransport,
+) -> Result<mpsc::Sender<(Override, oneshot::Sender<Result<(), String>>)>, PulsarError> {
+    let topic = transport.settings().control_topic.clone();
+    let mut producer = ManagedProducer::open(transport.clone(), &topic).await?;
+    let me = transport.name().to_owned();
+    let (tx, mut rx) = mpsc::channel::<(Override, oneshot::Sender<Result<(), String>>)>(64);
+    tokio::spawn(async move {
+        while let Some((o, reply)) = rx.recv().await {
+            let sent = match serde_json::to_vec(&o) {
+                Err(e) => Err(e.to_string()),
+                Ok(payload) => {
+                    let message = producer::Message {
+                        payload,
+                        properties: [(ORIGIN_INSTANCE.to_owned(), me.clone())].into(),
+                        ..producer::Message::default()
+                    };
+                    producer.send(message, 3).await.map_err(|e| e.to_string())
+                }
+            };
+            let _ = reply.send(sent);
+        }
+        producer.close().await;
+    });
+    Ok(tx)
 }
 
 fn parse(payload: &[u8]) -> Result<Override, String> {

@@ -6,22 +6,32 @@
 //! silent after a broker restart and producers whose sends never complete; every consumer
 //! and producer here sits behind a watchdog that notices a stalled stream or send and
 //! recreates it (see `consumer.rs` and `producer.rs`).
+//!
+//! Authentication is a token (`spec.pulsar.auth`, or `CONCLAVE_PULSAR_TOKEN_FILE`) read
+//! when connecting; `pulsar+ssl://` trusts the public web roots plus `spec.pulsar.tls`'s CA
+//! file (see `auth.rs`).
 
 mod acks;
+mod auth;
 mod consumer;
 mod control;
 mod dead_letters;
+mod probe;
 mod producer;
 mod publisher;
 mod source;
 mod url;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use ::pulsar::error::ConnectionError;
+use ::pulsar::proto::ServerError;
 use ::pulsar::{ConnectionRetryOptions, OperationRetryOptions, Pulsar, TokioExecutor};
 
 pub use acks::{AckLedger, Delivery};
-pub use control::{spawn_control, ControlEvent, ControlStats};
+pub use auth::Token;
+pub use control::{spawn_control, spawn_control_publisher, ControlEvent, ControlStats};
 pub use dead_letters::PulsarDeadLetters;
 pub use producer::PulsarActionSink;
 pub use publisher::{Outgoing, Publisher, Received, TopicReader};
@@ -29,8 +39,9 @@ pub use source::{open_sources, Acker, ConsumerStats, PulsarSources, SourceContro
 pub use url::check_url;
 
 pub use crate::policy::transport::{
-    PulsarSettings, SubscriptionType, TopicSelection, DEFAULT_ACTIONS_TOPIC, DEFAULT_CONTROL_TOPIC,
-    DEFAULT_DEAD_LETTER_TOPIC, DEFAULT_TELEMETRY_TOPIC,
+    looks_like_token, PulsarAuth, PulsarSettings, PulsarTls, SubscriptionType, TopicSelection,
+    DEFAULT_ACTIONS_TOPIC, DEFAULT_CONTROL_TOPIC, DEFAULT_DEAD_LETTER_TOPIC,
+    DEFAULT_TELEMETRY_TOPIC, TLS_CA_FILE_ENV, TOKEN_FILE_ENV,
 };
 
 /// Message property with the producer's event id (de-duplication across redeliveries and
@@ -42,6 +53,9 @@ pub const DEAD_LETTER_REASON: &str = "conclave-dead-letter-reason";
 pub const DEAD_LETTER_ERROR: &str = "conclave-dead-letter-error";
 /// See [`DEAD_LETTER_REASON`].
 pub const DEAD_LETTER_ORIGIN: &str = "conclave-origin-topic";
+/// Property naming the instance that published a control message: it applied the override
+/// already, and skips it when it comes back.
+pub const ORIGIN_INSTANCE: &str = "conclave-origin-instance";
 
 /// Pulsar transport failures.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +88,70 @@ pub enum PulsarError {
         /// The broker's answer.
         detail: String,
     },
+    /// The token file cannot be read.
+    #[error("cannot read the Pulsar token in {from}")]
+    TokenUnreadable {
+        /// Where the token was to come from.
+        from: PulsarAuth,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The token file or variable holds no usable token (its content is never shown).
+    #[error("the Pulsar token in {from} {problem}")]
+    TokenInvalid {
+        /// Where the token was to come from.
+        from: PulsarAuth,
+        /// What is wrong, e.g. `is empty`.
+        problem: &'static str,
+    },
+    /// The broker wants a token and none is configured.
+    #[error("the Pulsar broker at {url} requires authentication and no token is configured (set `spec.pulsar.auth` in the policy or CONCLAVE_PULSAR_TOKEN_FILE): {detail}")]
+    AuthenticationRequired {
+        /// The service URL.
+        url: String,
+        /// What the broker said.
+        detail: String,
+    },
+    /// The broker did not accept the token.
+    #[error("the Pulsar broker at {url} refused the token in {from}: {detail}")]
+    AuthenticationRefused {
+        /// The service URL.
+        url: String,
+        /// Where the token came from.
+        from: PulsarAuth,
+        /// What the broker said, with the token masked should it appear.
+        detail: String,
+    },
+    /// The CA file cannot be read.
+    #[error("cannot read the CA file `{}`", path.display())]
+    CaUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CA file is not a PEM certificate.
+    #[error("the CA file `{}` holds no PEM certificate (expected `-----BEGIN CERTIFICATE-----`)", path.display())]
+    CaInvalid {
+        /// The file.
+        path: PathBuf,
+    },
+    /// TLS is configured but the URL is plain `pulsar://`.
+    #[error("TLS settings are given (`spec.pulsar.tls` or CONCLAVE_PULSAR_TLS_CA_FILE) but `{url}` does not use TLS; use a `pulsar+ssl://` URL")]
+    TlsWithoutSsl {
+        /// The service URL.
+        url: String,
+    },
+    /// The TLS handshake failed (an untrusted certificate, a host name it does not list).
+    #[error("TLS with the Pulsar broker at {url} failed: {detail}")]
+    Tls {
+        /// The service URL.
+        url: String,
+        /// The client's reason.
+        detail: String,
+    },
 }
 
 /// A connected client plus the policy's topics.
@@ -96,10 +174,14 @@ impl std::fmt::Debug for PulsarTransport {
 }
 
 impl PulsarTransport {
-    /// Connects to the broker at `url` (checked first), waiting at most `timeout`.
+    /// Connects to the broker at `url` (checked first), waiting at most `timeout`, with the
+    /// token and TLS settings of `settings` (the token is read now).
     ///
     /// # Errors
-    /// [`PulsarError::Url`] for a malformed URL, [`PulsarError::Unreachable`] when the
+    /// [`PulsarError::Url`] for a malformed URL; [`PulsarError::TlsWithoutSsl`], the token
+    /// and CA file errors before connecting; [`PulsarError::AuthenticationRequired`] /
+    /// [`PulsarError::AuthenticationRefused`] when the broker refuses;
+    /// [`PulsarError::Tls`] when the handshake fails; [`PulsarError::Unreachable`] when the
     /// broker does not answer in time.
     pub async fn connect(
         url: &str,
@@ -108,7 +190,12 @@ impl PulsarTransport {
         timeout: Duration,
     ) -> Result<Self, PulsarError> {
         check_url(url)?;
-        let builder = Pulsar::builder(url, TokioExecutor)
+        auth::check_tls_url(url, &settings)?;
+        let token = match &settings.auth {
+            Some(a) => Some(Token::load(a, |v| std::env::var_os(v))?),
+            None => None,
+        };
+        let mut builder = Pulsar::builder(url, TokioExecutor)
             .with_connection_retry_options(ConnectionRetryOptions {
                 min_backoff: Duration::from_millis(100),
                 max_backoff: Duration::from_secs(2),
@@ -124,14 +211,35 @@ impl PulsarTransport {
                 retry_delay: Duration::from_millis(500),
                 max_retries: Some(10),
             });
+        if let Some(tls) = &settings.tls {
+            if let Some(ca) = &tls.ca_file {
+                builder = builder.with_certificate_chain(auth::read_ca(ca)?);
+            }
+            builder = builder
+                .with_allow_insecure_connection(tls.allow_insecure)
+                .with_tls_hostname_verification_enabled(tls.hostname_verification);
+        }
+        let tls = url.starts_with("pulsar+ssl://");
+        // Over TLS the provider also tells a failed handshake from a refused token.
+        let mut asked = None;
+        if token.is_some() || tls {
+            let (provider, flag) = probe::CredentialsProvider::new(token.clone());
+            builder = builder.with_auth_provider(Box::new(provider));
+            asked = Some(flag);
+        }
         let client = match tokio::time::timeout(timeout, builder.build()).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                return Err(PulsarError::Unreachable {
-                    url: url.to_owned(),
+                let asked = asked.is_some_and(|a| a.load(std::sync::atomic::Ordering::Relaxed));
+                return Err(Failure {
+                    url,
+                    settings: &settings,
+                    token: token.as_ref(),
                     timeout,
-                    detail: e.to_string(),
-                })
+                    asked,
+                }
+                .diagnose(&e)
+                .await);
             }
             Err(_) => {
                 return Err(PulsarError::Unreachable {
@@ -161,6 +269,93 @@ impl PulsarTransport {
 
     pub(crate) fn client(&self) -> &Pulsar<TokioExecutor> {
         &self.client
+    }
+}
+
+/// The broker's own words.
+fn said(message: &str) -> String {
+    format!("the broker says `{message}`")
+}
+
+/// A failed first connection, and what is known about it.
+struct Failure<'a> {
+    url: &'a str,
+    settings: &'a PulsarSettings,
+    token: Option<&'a Token>,
+    timeout: Duration,
+    /// Whether the client got as far as asking for credentials (TCP and TLS were up).
+    asked: bool,
+}
+
+impl Failure<'_> {
+    /// What the failure means: refused credentials, a failed TLS handshake, or a broker
+    /// that did not answer. Every text from outside is masked should it hold the token.
+    async fn diagnose(&self, e: &::pulsar::Error) -> PulsarError {
+        let url = self.url.to_owned();
+        let mask = |text: &str| match self.token {
+            Some(t) => t.redact(text),
+            None => text.to_owned(),
+        };
+        let unreachable = |detail: String| PulsarError::Unreachable {
+            url: self.url.to_owned(),
+            timeout: self.timeout,
+            detail,
+        };
+        let ::pulsar::Error::Connection(c) = e else {
+            return unreachable(mask(&e.to_string()));
+        };
+        match c {
+            ConnectionError::PulsarError(Some(ServerError::AuthenticationError), message) => {
+                self.refused(said(&mask(message.as_deref().unwrap_or(""))))
+            }
+            // Retried until the end and still refused or timed out: the broker is not there.
+            ConnectionError::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                unreachable(mask(&e.to_string()))
+            }
+            // The crate's "fatal error when connecting" hides the broker's answer.
+            ConnectionError::Io(_) if self.url.starts_with("pulsar+ssl://") => {
+                if self.asked {
+                    self.refused("the broker closed the connection after the credentials were sent (the client gives no reason over TLS)".into())
+                } else {
+                    PulsarError::Tls {
+                        url,
+                        detail: "the handshake failed (the client gives no reason); trust the CA that signed the broker's certificate with `spec.pulsar.tls.ca_file` or CONCLAVE_PULSAR_TLS_CA_FILE, and name a host the certificate lists".into(),
+                    }
+                }
+            }
+            ConnectionError::Io(_) => {
+                match probe::connect_once(self.url, self.token, Duration::from_secs(5)).await {
+                    probe::Answer::Refused { code, message } if code == probe::AUTHENTICATION_ERROR => {
+                        self.refused(said(&mask(&message)))
+                    }
+                    probe::Answer::Refused { message, .. } => unreachable(mask(&message)),
+                    probe::Answer::NotPulsar => unreachable(
+                        "the server does not answer in the Pulsar protocol (a TLS port? then use `pulsar+ssl://`)".into(),
+                    ),
+                    probe::Answer::Connected => unreachable(mask(&e.to_string())),
+                }
+            }
+            _ => unreachable(mask(&e.to_string())),
+        }
+    }
+
+    fn refused(&self, detail: String) -> PulsarError {
+        match &self.settings.auth {
+            Some(from) => PulsarError::AuthenticationRefused {
+                url: self.url.to_owned(),
+                from: from.clone(),
+                detail,
+            },
+            None => PulsarError::AuthenticationRequired {
+                url: self.url.to_owned(),
+                detail,
+            },
+        }
     }
 }
 

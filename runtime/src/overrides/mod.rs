@@ -1,4 +1,11 @@
-//! Human overrides: the acts through which people stay in charge of the arbiter.
+//! Human overrides: the acts through which people stay in charge of the arbiter, the
+//! journal that keeps them across restarts, and the view operators read.
+
+mod journal;
+mod view;
+
+pub use journal::{JournalError, OverrideJournal};
+pub use view::{AgentView, OperatorView, PendingApproval};
 
 use serde::{Deserialize, Serialize};
 
@@ -128,5 +135,35 @@ impl Override {
     /// Whether the override is still in force at `now`.
     pub fn is_in_force(&self, now: Timestamp) -> bool {
         self.until.is_none_or(|u| now < u)
+    }
+}
+
+impl OverrideKind {
+    /// Whether the override stays in force (and so must survive a restart), as opposed to
+    /// an answer to one pending decision or the lifting of a standing override.
+    pub fn is_standing(&self) -> bool {
+        matches!(
+            self,
+            OverrideKind::Freeze
+                | OverrideKind::Pause { .. }
+                | OverrideKind::Pin { .. }
+                | OverrideKind::SetMode { .. }
+        )
+    }
+
+    /// A short name for logs and metrics labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OverrideKind::Freeze => "freeze",
+            OverrideKind::Unfreeze => "unfreeze",
+            OverrideKind::Pause { .. } => "pause",
+            OverrideKind::Resume { .. } => "resume",
+            OverrideKind::Pin { .. } => "pin",
+            OverrideKind::Unpin { .. } => "unpin",
+            OverrideKind::SetMode { .. } => "set_mode",
+            OverrideKind::Veto { .. } => "veto",
+            OverrideKind::Approve { .. } => "approve",
+            OverrideKind::Deny { .. } => "deny",
+        }
     }
 }

@@ -1,0 +1,98 @@
+//! The operator API beside a running runtime (`conclave run --api ADDR`), and the override
+//! journal that keeps standing overrides across restarts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use conclave_runtime::api::{
+    self, ApiConfig, ApiContext, ApiServer, DecisionFeed, Fanout, TokenStore,
+};
+use conclave_runtime::overrides::OverrideJournal;
+use conclave_runtime::{Clock, Override, RuntimeHandle};
+
+/// `--api*` options of `conclave run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiArgs {
+    /// Serve the operator API and console on this address (e.g. `127.0.0.1:7070`; port 0
+    /// picks a free one). The address is printed on stderr.
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<SocketAddr>,
+    /// The API's token file (argon2 hashes; `conclave api token` adds to it). Required
+    /// with `--api`.
+    #[arg(long, value_name = "FILE", requires = "api")]
+    pub api_tokens: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM); needs `--api-tls-key`.
+    #[arg(long, value_name = "FILE", requires_all = ["api", "api_tls_key"])]
+    pub api_tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "api_tls_cert")]
+    pub api_tls_key: Option<PathBuf>,
+    /// The override journal: standing overrides (freeze, pause, pin, mode) are written
+    /// here before they apply and restored at start (default: `overrides.jsonl` beside
+    /// the audit log).
+    #[arg(long, value_name = "FILE")]
+    pub overrides: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    /// The journal's path for an audit log at `audit`.
+    pub fn journal_path(&self, audit: &Path) -> PathBuf {
+        self.overrides.clone().unwrap_or_else(|| {
+            audit
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join("overrides.jsonl")
+        })
+    }
+}
+
+/// Opens the journal; reports what it restores on stderr.
+pub fn open_journal(
+    path: &Path,
+    clock: &dyn Clock,
+) -> anyhow::Result<(OverrideJournal, Vec<Override>)> {
+    super::run::create_parents(&[&path.to_path_buf()])?;
+    let (journal, restored) = OverrideJournal::open(path, clock.now())?;
+    if !restored.is_empty() {
+        let kinds: Vec<String> = restored
+            .iter()
+            .map(|o| format!("{} ({})", o.kind.name(), o.id))
+            .collect();
+        eprintln!(
+            "overrides: restored {} from `{}`: {}",
+            restored.len(),
+            path.display(),
+            kinds.join(", ")
+        );
+    }
+    Ok((journal, restored))
+}
+
+/// Starts the API when `--api` was given; with `fanout`, acts reach the other instances.
+pub async fn start(
+    args: &ApiArgs,
+    handle: RuntimeHandle,
+    feed: DecisionFeed,
+    clock: Arc<dyn Clock>,
+    fanout: Option<Fanout>,
+) -> anyhow::Result<Option<ApiServer>> {
+    let Some(bind) = args.api else {
+        return Ok(None);
+    };
+    let tokens_path = args
+        .api_tokens
+        .as_ref()
+        .context("--api needs --api-tokens FILE (make one with `conclave api token`)")?;
+    let tokens = TokenStore::load(tokens_path)?;
+    let tls = args.api_tls_cert.clone().zip(args.api_tls_key.clone());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut ctx = ApiContext::new(handle, feed, tokens, clock);
+    if let Some(f) = fanout {
+        ctx = ctx.with_fanout(f);
+    }
+    let server = api::serve(&ApiConfig { bind, tls }, ctx).await?;
+    eprintln!("api: listening on {scheme}://{}", server.local_addr());
+    Ok(Some(server))
+}
