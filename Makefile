@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Honour CARGO_TARGET_DIR, so a build elsewhere is found.
 BIN := $(or $(CARGO_TARGET_DIR),target)/debug/conclave
 
-.PHONY: demo test deps venv browser build lint test-rust test-policies test-pulsar test-training fuzz schema bench bench-pulsar clean
+.PHONY: demo test deps venv browser build lint test-rust test-policies test-pulsar test-training test-keda test-deploy fuzz schema bench bench-pulsar clean
 
 ## System packages the build needs (protoc for the Pulsar client), via apt when missing.
 deps:
@@ -37,7 +37,17 @@ demo: build
 
 ## Every test: lints; a real Pulsar broker started for the Rust unit, property and system
 ## tests (the Pulsar ones included) and the broker smoke test; policy tests.
-test: lint test-policies test-pulsar test-training
+test: lint test-policies test-deploy test-pulsar test-training test-keda
+
+## The container and Kubernetes files, checked offline: hadolint on the Dockerfile,
+## kubeconform on the manifests (Kubernetes and KEDA schemas), the cluster policy's tests.
+test-deploy: build
+	deploy/docker/lint.sh
+	CONCLAVE_BIN=$(abspath $(BIN)) deploy/k8s/validate.sh
+
+## KEDA's own generated client (Go, from the module proxy) against `conclave run --keda`.
+test-keda: build
+	cd tests/keda && CONCLAVE_BIN=$(abspath $(BIN)) go test -count=1 ./...
 
 ## The training pipeline's own tests (features, spec, held-out split) in the venv.
 test-training: venv

@@ -2,6 +2,7 @@
 //! exit codes (0 ok, 1 the input was checked and found wanting, 2 usage or I/O error).
 
 mod commands;
+mod metrics_export;
 mod observability;
 
 use std::path::PathBuf;
@@ -32,6 +33,9 @@ enum Command {
     /// Rehearse a policy on a simulated fleet (scenario file), next to the `none`
     /// baseline; prints a comparison and writes report.json and report.html.
     Simulate(commands::simulate::SimulateArgs),
+    /// Replay recorded telemetry under a policy (event time) and compare its decisions
+    /// with an earlier audit log; exit 1 when any differs.
+    Replay(commands::replay::ReplayArgs),
     /// Publish JSON Lines telemetry to a Pulsar topic, keyed by target.
     Publish(commands::publish::PublishArgs),
     /// ONNX models named in a policy.
@@ -165,6 +169,7 @@ fn main() -> ExitCode {
             | Command::Demo { .. }
             | Command::Simulate(_)
             | Command::Models(_)
+            | Command::Replay(_)
     ) {
         reset_sigpipe();
     }
@@ -199,10 +204,16 @@ fn main() -> ExitCode {
             commands::decisions::explain(&log, &id)
         }
         Command::Demo { policy, audit } => commands::demo::run(&policy, &audit),
-        Command::Run(args) => commands::run::run(&args),
+        Command::Run(args) => {
+            // The runtime's metrics: served at /metrics with --api, sent by OTLP when
+            // OTEL_EXPORTER_OTLP_ENDPOINT is set (once more when this guard drops).
+            let metrics = metrics_export::init();
+            commands::run::run(&args, metrics.registry())
+        }
         Command::Operator(cmd) => commands::operator_cli::run(cmd),
         Command::Simulate(args) => commands::simulate::run(&args),
         Command::Publish(args) => commands::publish::run(&args),
+        Command::Replay(args) => commands::replay::run(&args),
         Command::Models(ModelsCommand::Check { policy }) => commands::models::check(&policy),
         Command::Models(ModelsCommand::Explain {
             policy,

@@ -50,7 +50,8 @@ pub fn init() -> Telemetry {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(
-            EnvFilter::try_from_env("CONCLAVE_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+            EnvFilter::try_from_env("CONCLAVE_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("warn,conclave::keda=info")),
         );
     let mut guard = Telemetry {
         provider: None,
@@ -70,6 +71,7 @@ pub fn init() -> Telemetry {
                 .with_filter(
                     Targets::new()
                         .with_target("conclave::decision", LevelFilter::INFO)
+                        .with_target("conclave::messaging", LevelFilter::INFO)
                         .with_default(LevelFilter::OFF),
                 );
             tracing_subscriber::registry().with(fmt).with(otel).init();
@@ -122,7 +124,13 @@ fn build_provider() -> anyhow::Result<(SdkTracerProvider, tokio::runtime::Runtim
     if !env_set("OTEL_SERVICE_NAME") && !named_in_attributes {
         resource = resource.with_service_name("conclave");
     }
+    let sampler = conclave_runtime::sampling::DecisionSampler::from_env(
+        std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+        std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler)
         .with_resource(resource.build())
         .with_batch_exporter(exporter)
         .build();

@@ -13,7 +13,7 @@ use conclave_runtime::{Clock, Decision, RealClock};
 use crate::golden::root;
 
 /// Jaeger's query API base URL (`http://host:port`), or `None` (with a note).
-fn jaeger() -> Option<String> {
+pub(crate) fn jaeger() -> Option<String> {
     match std::env::var("CONCLAVE_JAEGER_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
@@ -61,7 +61,7 @@ fn decisions(audit: &Path) -> Vec<Decision> {
 }
 
 /// `GET path` on Jaeger's query API; the JSON body.
-fn get(base: &str, path: &str) -> serde_json::Value {
+pub(crate) fn get(base: &str, path: &str) -> serde_json::Value {
     let host = base
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -77,7 +77,7 @@ fn get(base: &str, path: &str) -> serde_json::Value {
 }
 
 /// A span's tags as key -> value (as a string).
-fn tags(span: &serde_json::Value) -> BTreeMap<String, String> {
+pub(crate) fn tags(span: &serde_json::Value) -> BTreeMap<String, String> {
     span["tags"]
         .as_array()
         .into_iter()
@@ -231,6 +231,50 @@ fn every_decision_is_a_trace_in_jaeger_with_its_id_in_the_audit_log() {
         p.fallback.is_some(),
         "{c:?}"
     );
+    // The arbiter's negotiation, and (for an acted-on decision) the actuation, are
+    // children of the same root.
+    let child_named = |name: &str| {
+        spans.iter().find(|s| {
+            s["traceID"].as_str() == Some(trace_id)
+                && s["operationName"] == name
+                && s["references"].as_array().is_some_and(|r| {
+                    r.iter().any(|r| {
+                        r["refType"] == "CHILD_OF" && r["spanID"].as_str() == Some(root_id)
+                    })
+                })
+        })
+    };
+    let n = tags(child_named("negotiate").expect("a child span `negotiate`"));
+    let rules = d
+        .reasons
+        .iter()
+        .map(|r| r.code.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    assert_eq!(
+        n.get("conclave.arbiter.verdict").map(String::as_str),
+        Some(d.outcome.name())
+    );
+    assert_eq!(n.get("conclave.arbiter.rules"), Some(&rules));
+    assert_eq!(
+        n.get("conclave.arbiter.proposals"),
+        Some(&d.proposals.len().to_string())
+    );
+    let actuation = child_named("execute_tool actuate");
+    assert_eq!(
+        actuation.is_some(),
+        d.outcome.is_acted_on(),
+        "actuation span iff acted on"
+    );
+    if let Some(a) = actuation {
+        let a = tags(a);
+        assert_eq!(
+            a.get("gen_ai.operation.name").map(String::as_str),
+            Some("execute_tool")
+        );
+        let enacted = d.action.as_ref().map_or("none", |x| x.kind().as_str());
+        assert_eq!(a.get("conclave.action").map(String::as_str), Some(enacted));
+    }
 }
 
 #[test]
@@ -335,4 +379,90 @@ fn an_override_is_a_trace_with_the_decisions_it_settled_inside() {
         d.get("conclave.outcome").map(String::as_str),
         Some("enacted")
     );
+}
+
+#[test]
+fn at_ratio_zero_only_what_matters_is_traced() {
+    let Some(base) = jaeger() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = crate::api::Tokens::make(dir.path());
+    let service = format!(
+        "conclave-sampling-{}-{}",
+        std::process::id(),
+        RealClock.now().as_millis()
+    );
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+        ("OTEL_SERVICE_NAME", service.as_str()),
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0"),
+    ];
+    let mut run = crate::api::ApiRun::start_env(dir.path(), crate::api::POLICY, &tokens, &[], &env);
+    // payments scales up without approval (routine, enacted); checkout's scale-up waits.
+    run.send(&[
+        crate::api::metrics("payments", 0, 0.9, 4),
+        crate::api::metrics("checkout", 0, 0.9, 4),
+        crate::api::metrics("payments", 12, 0.5, 8),
+        crate::api::metrics("checkout", 12, 0.9, 4),
+    ]);
+    let pending = run.wait_for(&tokens.viewer, "/api/v1/approvals", |v| {
+        v.as_array().is_some_and(|a| !a.is_empty())
+    });
+    let id = pending[0]["decision"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (status, v) = run.post(
+        &format!("/api/v1/decisions/{id}/approve"),
+        Some(&tokens.operator),
+        r#"{"reason": "go"}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    run.finish();
+
+    let ds = decisions(&dir.path().join("audit.jsonl"));
+    // Routine: enacted without a human in the loop. Everything else is kept.
+    let routine = |d: &Decision| {
+        d.outcome.name() == "enacted" && !d.reason_codes().iter().any(|c| c.as_str() == "approved")
+    };
+    assert!(
+        ds.iter()
+            .any(|d| routine(d) && d.target.as_str() == "payments"),
+        "{ds:?}"
+    );
+    assert!(ds.iter().any(|d| d.outcome.name() == "pending"), "{ds:?}");
+    assert!(
+        ds.iter()
+            .any(|d| d.id == id && d.outcome.name() == "enacted"),
+        "{ds:?}"
+    );
+    for d in &ds {
+        assert_eq!(
+            d.trace_id.is_some(),
+            !routine(d),
+            "{} {} ({:?})",
+            d.id,
+            d.outcome.name(),
+            d.reason_codes()
+        );
+    }
+    // What the audit log names exists in Jaeger.
+    for d in ds.iter().filter(|d| d.trace_id.is_some()) {
+        let trace_id = d.trace_id.as_deref().unwrap_or_default();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let t = get(&base, &format!("/api/traces/{trace_id}"));
+            if t["data"][0]["spans"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty())
+            {
+                break;
+            }
+            assert!(attempts < 120, "trace {trace_id} of {} not in Jaeger", d.id);
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
 }

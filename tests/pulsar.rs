@@ -183,6 +183,17 @@ impl Instance {
     }
 
     fn start_with(url: &str, policy: &Path, dir: &Path, name: &str, extra: &[&str]) -> Instance {
+        Self::start_env(url, policy, dir, name, extra, &[])
+    }
+
+    fn start_env(
+        url: &str,
+        policy: &Path,
+        dir: &Path,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Instance {
         let err = std::fs::File::create(dir.join(format!("{name}.err"))).expect("file");
         let out = std::fs::File::create(dir.join(format!("{name}.out"))).expect("file");
         let child = Command::new(env!("CARGO_BIN_EXE_conclave"))
@@ -197,6 +208,7 @@ impl Instance {
             .arg("--overrides")
             .arg(dir.join(format!("{name}-overrides.jsonl")))
             .args(extra)
+            .envs(env.iter().copied())
             .current_dir(root())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
@@ -836,4 +848,206 @@ fn an_act_through_one_instances_api_reaches_every_instance() {
             .count();
         assert_eq!(freezes, 1, "{name}: {log}");
     }
+}
+
+#[test]
+fn a_published_message_is_traced_from_send_to_process() {
+    let Some(jaeger) = crate::otel::jaeger() else {
+        return;
+    };
+    let Some(Setup {
+        url,
+        guard: _guard,
+        dir,
+        topics,
+        policy,
+    }) = setup("trace", &["svc-t".to_string()])
+    else {
+        return;
+    };
+    let n = RealClock.now().as_millis();
+    let (svc_run, svc_pub) = (
+        format!("conclave-msg-run-{n}"),
+        format!("conclave-msg-pub-{n}"),
+    );
+    let otlp = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317");
+    let a = Instance::start_env(
+        &url,
+        &policy,
+        dir.path(),
+        "trace-a",
+        &[],
+        &[otlp, ("OTEL_SERVICE_NAME", &svc_run)],
+    );
+    let file = dir.path().join("telemetry.jsonl");
+    let line = String::from_utf8(metrics("svc-t", RealClock.now(), 1.0, 2)).expect("utf8");
+    std::fs::write(&file, line + "\n").expect("written");
+    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args(["publish", "--pulsar", &url, "--topic", &topics.telemetry])
+        .arg(&file)
+        .envs([otlp, ("OTEL_SERVICE_NAME", svc_pub.as_str())])
+        .output()
+        .expect("publish runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spans_of = |service: &str, operation: &str| -> Vec<serde_json::Value> {
+        let v = crate::otel::get(&jaeger, &format!("/api/traces?service={service}&limit=20"));
+        v["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|t| t["spans"].as_array().cloned().unwrap_or_default())
+            .filter(|s| s["operationName"] == operation)
+            .collect()
+    };
+    let send_op = format!("send {}", topics.telemetry);
+    let process_op = format!("process {}", topics.telemetry);
+    let clock = RealClock;
+    let start = clock.now();
+    let send = loop {
+        if let Some(s) = spans_of(&svc_pub, &send_op).into_iter().next() {
+            break s;
+        }
+        assert!(
+            clock.now().since(start) < Duration::from_secs(30),
+            "no `{send_op}` span in Jaeger"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    // The runtime exports on its batch schedule and at exit.
+    a.stop();
+    let start = clock.now();
+    let process = loop {
+        if let Some(s) = spans_of(&svc_run, &process_op).into_iter().next() {
+            break s;
+        }
+        assert!(
+            clock.now().since(start) < Duration::from_secs(30),
+            "no `{process_op}` span in Jaeger"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let linked = process["references"].as_array().is_some_and(|r| {
+        r.iter().any(|r| {
+            r["refType"] == "FOLLOWS_FROM"
+                && r["traceID"] == send["traceID"]
+                && r["spanID"] == send["spanID"]
+        })
+    });
+    assert!(
+        linked,
+        "process links to the producer's context: {}",
+        process["references"]
+    );
+    let t = crate::otel::tags(&process);
+    for (key, want) in [
+        ("messaging.system", "pulsar"),
+        ("messaging.operation.type", "process"),
+        ("messaging.destination.name", topics.telemetry.as_str()),
+        ("span.kind", "consumer"),
+    ] {
+        assert_eq!(t.get(key).map(String::as_str), Some(want), "{key} in {t:?}");
+    }
+    assert!(
+        t.get("messaging.message.id")
+            .is_some_and(|m| m.contains(':')),
+        "{t:?}"
+    );
+    let s = crate::otel::tags(&send);
+    assert_eq!(
+        s.get("span.kind").map(String::as_str),
+        Some("producer"),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn every_instance_answers_keda_for_every_target() {
+    use conclave_runtime::keda::pb::external_scaler_client::ExternalScalerClient;
+    use conclave_runtime::keda::pb::{GetMetricsRequest, ScaledObjectRef};
+
+    let services: Vec<String> = (0..6).map(|i| format!("svc-k{i}")).collect();
+    let Some(Setup {
+        url,
+        guard: _guard,
+        dir,
+        topics,
+        policy,
+    }) = setup("keda-fleet", &services)
+    else {
+        return;
+    };
+    let keda = ["--keda", "127.0.0.1:0"];
+    let a = Instance::start_with(&url, &policy, dir.path(), "keda-a", &keda);
+    let b = Instance::start_with(&url, &policy, dir.path(), "keda-b", &keda);
+    let addr = |i: &Instance| {
+        i.wait_for(
+            "keda: external scaler listening on ",
+            Duration::from_secs(30),
+        );
+        let err = i.stderr();
+        let line = err
+            .lines()
+            .find_map(|l| l.strip_prefix("keda: external scaler listening on "))
+            .map(str::to_owned);
+        line.unwrap_or_else(|| panic!("{} printed no KEDA address", i.name))
+    };
+    let addrs = [addr(&a), addr(&b)];
+    // Each service at 2 replicas and twice its target load: the scaler asks for 4.
+    let now = RealClock.now();
+    let messages: Vec<Outgoing> = services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| outgoing(s, metrics(s, now, 1.0, 2), format!("k-{i}")))
+        .collect();
+    let rt = rt();
+    rt.block_on(publish(&url, &topics.telemetry, messages));
+    let answers = rt.block_on(async {
+        let clock = RealClock;
+        let start = clock.now();
+        loop {
+            let mut answers = BTreeMap::new();
+            for addr in &addrs {
+                let mut client = ExternalScalerClient::connect(format!("http://{addr}"))
+                    .await
+                    .expect("gRPC connects");
+                for s in &services {
+                    let req = GetMetricsRequest {
+                        scaled_object_ref: Some(ScaledObjectRef {
+                            name: s.clone(),
+                            namespace: "shop".into(),
+                            scaler_metadata: [("target".to_string(), s.clone())].into(),
+                        }),
+                        metric_name: format!("s0-conclave-replicas-{s}"),
+                    };
+                    let v = client
+                        .get_metrics(req)
+                        .await
+                        .ok()
+                        .map(|r| r.into_inner().metric_values[0].metric_value);
+                    answers.insert((addr.clone(), s.clone()), v);
+                }
+            }
+            if answers.values().all(|v| *v == Some(4))
+                || clock.now().since(start) > Duration::from_secs(60)
+            {
+                break answers;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    a.stop();
+    b.stop();
+    // Both instances answer 4 for all six, though each decided only the keys it owns.
+    assert!(answers.values().all(|v| *v == Some(4)), "{answers:?}");
+    let decided_a = decisions_of(dir.path(), "keda-a").len();
+    let decided_b = decisions_of(dir.path(), "keda-b").len();
+    assert_eq!(
+        decided_a + decided_b,
+        services.len(),
+        "each target decided once, by its owner"
+    );
 }

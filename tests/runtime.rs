@@ -561,3 +561,73 @@ fn decisions_diff_shows_what_a_policy_change_would_have_decided() {
     assert_eq!(code, Some(1), "{out}");
     assert_golden("decisions/diff-lower-cpu-target.txt", &out);
 }
+
+#[test]
+fn replay_compares_a_policy_change_with_the_original_decisions_in_one_step() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+    let conclave = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args(args)
+            .current_dir(crate::golden::root())
+            .output()
+            .expect("conclave runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, _) = conclave(&[
+        "run",
+        "--quiet",
+        "--policy",
+        "tests/fixtures/runtime/policy.yaml",
+        "--telemetry",
+        "tests/fixtures/runtime/e2e.jsonl",
+        "--audit",
+        &p("orig.jsonl"),
+        "--dead-letters",
+        &p("dl.jsonl"),
+        "--actions",
+        &p("a.log"),
+    ]);
+    assert_eq!(code, Some(0));
+    // The same policy: every decision the same, exit 0.
+    let (code, out) = conclave(&[
+        "replay",
+        "tests/fixtures/runtime/e2e.jsonl",
+        "--policy",
+        "tests/fixtures/runtime/policy.yaml",
+        "--against",
+        &p("orig.jsonl"),
+        "--out",
+        &p("same"),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        out.lines().last(),
+        Some("10 same, 0 changed, 0 only in new, 0 only in old")
+    );
+    // The scaler aiming at 50 % instead of 70 % CPU: what changes, exit 1.
+    let policy =
+        std::fs::read_to_string(crate::golden::root().join("tests/fixtures/runtime/policy.yaml"))
+            .expect("policy");
+    std::fs::write(
+        p("lower-target.yaml"),
+        policy.replace("target: 0.7", "target: 0.5"),
+    )
+    .expect("write");
+    let (code, out) = conclave(&[
+        "replay",
+        "tests/fixtures/runtime/e2e.jsonl",
+        "--policy",
+        &p("lower-target.yaml"),
+        "--against",
+        &p("orig.jsonl"),
+        "--out",
+        &p("changed"),
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    let diff: String = out.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    crate::golden::assert_golden("replay/lower-target.txt", &diff);
+}

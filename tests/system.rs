@@ -5,6 +5,7 @@ mod cli_demo;
 mod cli_models;
 mod cli_policy;
 mod golden;
+mod metrics;
 mod otel;
 mod pulsar;
 mod pulsar_auth;

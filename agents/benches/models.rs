@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use conclave_runtime::models::{HostOptions, LibrarySearch, ModelHost, OrtEnvironment};
 use conclave_runtime::policy::ModelRef;
 use conclave_runtime::telemetry::{ServiceMetrics, Telemetry, SCHEMA_VERSION};
-use conclave_runtime::{Agent, Policy, Proposals, SimClock, Timestamp};
+use conclave_runtime::{Agent, Clock, Policy, Proposals, RealClock, SimClock, Timestamp};
 
 const START_MS: i64 = 1_795_946_400_000; // 2026-11-29T10:00:00Z
 /// Targets the scaler decides for.
@@ -389,6 +389,24 @@ fn main() {
             us(mean(&times))
         );
     }
+
+    // What the host's latency metric (issue #7) adds to every call above: two readings of
+    // the wall clock's monotonic time and one atomic histogram record, measured alone.
+    let stats = conclave_runtime::metrics::ModelStats::new("bench");
+    let timing_calls = 1_000_000u32;
+    let started = Instant::now();
+    for _ in 0..timing_calls {
+        let t0 = RealClock.monotonic();
+        stats.record_inference(std::hint::black_box(
+            RealClock.monotonic().saturating_sub(t0),
+        ));
+    }
+    let per_call = started.elapsed() / timing_calls;
+    std::hint::black_box(stats.inference());
+    println!(
+        "| latency metric alone (2 monotonic clock reads + 1 histogram record; in every call above), {timing_calls} times | | | {:.3} |",
+        us(per_call)
+    );
 
     println!("\nbatched throughput, {name}");
     println!("| rows per call | calls | rows/s | call p50 µs | call p99 µs | µs per row |");

@@ -34,9 +34,9 @@ impl AgentCatalog for Catalog {
 
 /// Factories for every agent the policy runs (mode other than `off`), sorted by name.
 ///
-/// Models the policy names are loaded here, once (see `scaler::ScalerModel::load`); a
-/// model that cannot be loaded does not fail this call: the agent runs on its rule and
-/// records `fallback: model_unavailable`.
+/// Models the policy names are loaded here, once (see `scaler::ScalerModel::load` and
+/// `breaker::BreakerModel::load`); a model that cannot be loaded does not fail this call:
+/// the agent runs on its rule and records `fallback: model_unavailable`.
 ///
 /// # Errors
 /// Settings problems, as `(agent, problem)`; cannot happen for a policy compiled with
@@ -78,8 +78,18 @@ pub fn agent_specs(policy: &Arc<Policy>) -> Result<Vec<AgentSpec>, Vec<(String, 
             }),
             breaker::NAME => breaker::BreakerConfig::from_settings(settings).map(|c| {
                 let scope = Scope::new(policy.clone(), breaker::NAME);
-                let f: AgentFactory = Arc::new(move || {
-                    Box::new(breaker::BreakerAgent::new(c.clone(), scope.clone()))
+                // Loaded once per policy, as the scaler's.
+                let model = agent.model().map(breaker::BreakerModel::load);
+                if let Some(error) = model.as_ref().and_then(|m| m.error()) {
+                    tracing::warn!(agent = breaker::NAME, %error, "Model unavailable; the agent runs on its rule.");
+                }
+                let f: AgentFactory = Arc::new(move || match &model {
+                    Some(model) => Box::new(breaker::BreakerAgent::with_model(
+                        c.clone(),
+                        scope.clone(),
+                        model.clone(),
+                    )),
+                    None => Box::new(breaker::BreakerAgent::new(c.clone(), scope.clone())),
                 });
                 (breaker::NAME, f)
             }),

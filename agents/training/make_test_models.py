@@ -21,6 +21,18 @@ reproducible: no random weights, fixed producer and opsets):
                    features: float32 [N, 24] -> p90_ratio: float32 [N, 1], always 50
                    (MatMul with zeros, plus 50), outside the declared [0, 20]: the
                    scaler agent's out-of-range fallback test.
+    breaker-nan.onnx
+                   features: float32 [N, 21] -> risk: float32 [N, 1], always NaN: the
+                   breaker risk model's signature, for the breaker agent's
+                   non-finite-output fallback test.
+    breaker-out-of-range.onnx
+                   features: float32 [N, 21] -> risk: float32 [N, 1], always 2, outside
+                   the declared [0, 1]: the breaker agent's out-of-range fallback test.
+    breaker-certain.onnx
+                   features: float32 [N, 21] -> risk: float32 [N, 1], always 0.9 (within
+                   range): a model that always predicts a trip, for the breaker's
+                   act-mode guard tests (minimum calls, closed for a window, never
+                   closing on the model).
 
 All carry the metadata_props keys the host reads (name, version,
 training_data_sha256, feature_names, reference_stats, output_range), so a test can
@@ -53,6 +65,14 @@ SCALER_FEATURES = [
     "ewma_hl2", "ewma_hl30", "ewma_hl120", "ewma_hl720", "std30", "max60",
     "day_now", "day_ahead", "week_now", "week_ahead", "has_day", "has_week",
     "tod_sin", "tod_cos", "dow_sin", "dow_cos",
+]
+
+
+# The breaker risk model's input columns (agents/models/breaker.features.json).
+BREAKER_FEATURES = [
+    "err", "err_1m", "err_delta", "p99_rel", "p99_trend", "tail_ratio", "cpu", "cpu_delta",
+    "queue_s", "queue_growth_s", "unserved", "load_rel", "caller_err", "caller_err_delta",
+    "caller_p99_rel", "has_callers", "dep_err", "dep_err_delta", "dep_p99_rel", "calm_min", "warm",
 ]
 
 
@@ -158,6 +178,33 @@ def _scaler_constant(name: str, weight: float, bias: float) -> onnx.ModelProto:
     return _model(name, graph, features=SCALER_FEATURES, output_range=(0.0, 20.0))
 
 
+def _breaker_constant(name: str, weight: float, bias: float) -> onnx.ModelProto:
+    """features [N, 21] -> risk [N, 1] = features @ full(weight) + bias."""
+    n = len(BREAKER_FEATURES)
+    w = numpy_helper.from_array(np.full((n, 1), weight, dtype=np.float32), "w")
+    b = numpy_helper.from_array(np.array([bias], dtype=np.float32), "b")
+    nodes = [
+        helper.make_node("MatMul", ["features", "w"], ["wx"]),
+        helper.make_node("Add", ["wx", "b"], ["risk"]),
+    ]
+    graph = helper.make_graph(
+        nodes, name, [_io("features", n)], [_io("risk")], initializer=[w, b]
+    )
+    return _model(name, graph, features=BREAKER_FEATURES, output_range=(0.0, 1.0))
+
+
+def breaker_nan() -> onnx.ModelProto:
+    return _breaker_constant("test-breaker-nan", float("nan"), 0.0)
+
+
+def breaker_out_of_range() -> onnx.ModelProto:
+    return _breaker_constant("test-breaker-out-of-range", 0.0, 2.0)
+
+
+def breaker_certain() -> onnx.ModelProto:
+    return _breaker_constant("test-breaker-certain", 0.0, 0.9)
+
+
 def scaler_nan() -> onnx.ModelProto:
     return _scaler_constant("test-scaler-nan", float("nan"), 0.0)
 
@@ -174,6 +221,9 @@ def main() -> None:
         ("slow.onnx", slow),
         ("scaler-nan.onnx", scaler_nan),
         ("scaler-out-of-range.onnx", scaler_out_of_range),
+        ("breaker-nan.onnx", breaker_nan),
+        ("breaker-out-of-range.onnx", breaker_out_of_range),
+        ("breaker-certain.onnx", breaker_certain),
     ):
         path = os.path.normpath(os.path.join(OUT_DIR, file))
         data = build().SerializeToString(deterministic=True)

@@ -2,7 +2,9 @@
 # Retrain every Conclave model from scratch: set up the pinned venv, then run the
 # trainers, then the training tests. Run from anywhere:
 #   agents/training/train_all.sh
-# Models trained here: scaler-forecast (agents/models/scaler-forecast.onnx).
+# Models trained here: scaler-forecast (agents/models/scaler-forecast.onnx) and
+# breaker-risk (agents/models/breaker-risk.onnx; its training data are simulator
+# recordings, so it needs the conclave binary: built here unless CONCLAVE_BIN names one).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -10,4 +12,8 @@ root="$(cd "$here/../.." && pwd)"
 py="$root/.venv/bin/python"
 cd "$root"
 "$py" "$here/train_scaler.py"
+if [[ -z "${CONCLAVE_BIN:-}" ]]; then
+    cargo build --quiet --bin conclave
+fi
+"$py" "$here/train_breaker.py"
 "$py" -m pytest "$here" -q

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::action::Action;
 use crate::clock::Timestamp;
+use crate::metrics::ModelStats;
 use crate::proposal::{Factor, ModelId, Proposal};
 use crate::target::Target;
 use crate::telemetry::{Telemetry, TelemetryKind};
@@ -31,6 +32,12 @@ pub trait Agent: Send + 'static {
 
     /// A decision window closed at `now`: propose whatever should change.
     fn tick(&mut self, now: Timestamp, out: &mut Proposals);
+
+    /// The models this agent runs, so the runtime exports their inference latency and
+    /// drift (see [`crate::metrics`]). Asked once per incarnation; none by default.
+    fn models(&self) -> Vec<Arc<ModelStats>> {
+        Vec::new()
+    }
 }
 
 /// Builds a fresh agent: at start, and again after every restart (state is not carried

@@ -7,8 +7,8 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -126,6 +126,15 @@ pub trait Clock: Send + Sync + fmt::Debug {
         &self,
         deadline: Timestamp,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+
+    /// A reading for measuring how long work takes (latency metrics), never for deciding
+    /// anything: only the difference between two readings means something. The default
+    /// is [`now`](Clock::now) since the epoch (millisecond resolution; a simulated clock
+    /// measures simulated time, so work takes none); [`RealClock`] reads the system's
+    /// monotonic clock, with its full resolution.
+    fn monotonic(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.now().as_millis()).unwrap_or(0))
+    }
 }
 
 /// The wall clock.
@@ -146,6 +155,13 @@ impl Clock for RealClock {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         let wait = deadline.since(self.now());
         Box::pin(tokio::time::sleep(wait))
+    }
+
+    fn monotonic(&self) -> Duration {
+        // Measured from the first reading in the process: `Instant` has no public origin,
+        // and only differences matter.
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        ORIGIN.get_or_init(Instant::now).elapsed()
     }
 }
 
@@ -236,6 +252,16 @@ mod tests {
             err.to_string(),
             "expected an RFC 3339 timestamp such as `2026-01-01T00:00:00Z`, found `yesterday`"
         );
+    }
+
+    #[test]
+    fn monotonic_readings_measure_the_clocks_own_time() {
+        let sim = SimClock::new(Timestamp::from_millis(1_000));
+        let before = sim.monotonic();
+        sim.advance(Duration::from_millis(250));
+        assert_eq!(sim.monotonic() - before, Duration::from_millis(250));
+        let (a, b) = (RealClock.monotonic(), RealClock.monotonic());
+        assert!(b >= a, "{a:?} then {b:?}");
     }
 
     #[tokio::test]

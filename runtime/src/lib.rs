@@ -15,12 +15,17 @@ pub mod bus;
 mod clock;
 mod decision;
 pub mod events;
+#[cfg(feature = "keda")]
+pub mod keda;
+pub mod metrics;
 #[cfg(feature = "models")]
 pub mod models;
 pub mod overrides;
 pub mod policy;
 pub mod policy_test;
 mod proposal;
+#[cfg(feature = "otel")]
+pub mod sampling;
 pub mod supervision;
 mod target;
 pub mod telemetry;

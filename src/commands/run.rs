@@ -12,6 +12,7 @@ use conclave_runtime::actuator::LogActuator;
 use conclave_runtime::api::DecisionFeed;
 use conclave_runtime::audit::{format_tail_line, AuditLine, AuditRecord, AuditWriter, FsyncPolicy};
 use conclave_runtime::bus::{BusConfig, EmbeddedBus, OverloadPolicy, Replayer, TelemetrySource};
+use conclave_runtime::metrics::Metrics;
 use conclave_runtime::telemetry::JsonlDeadLetters;
 use conclave_runtime::{
     policy, Clock, Decision, RealClock, Runtime, RuntimeConfig, SimClock, Timestamp, Tuning,
@@ -87,8 +88,9 @@ pub(crate) fn print_decision(d: &Decision, seq: &mut u64) {
     }
 }
 
-/// Runs until the input ends (or Ctrl-C), then drains and prints a summary.
-pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+/// Runs until the input ends (or Ctrl-C), then drains and prints a summary. The runtime
+/// records into `metrics`.
+pub fn run(args: &RunArgs, metrics: Arc<Metrics>) -> anyhow::Result<ExitCode> {
     let policy = match policy::load(&args.policy, &Catalog) {
         Ok(p) => Arc::new(p),
         Err(errors) => {
@@ -103,8 +105,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let result = match &args.pulsar {
-        Some(url) => tokio.block_on(super::run_pulsar::run(args, url, policy)),
-        None => tokio.block_on(run_async(args, policy)),
+        Some(url) => tokio.block_on(super::run_pulsar::run(args, url, policy, metrics)),
+        None => tokio.block_on(run_async(args, policy, metrics)),
     };
     // Tokio reads stdin on a blocking thread that stays parked in `read` after Ctrl-C;
     // everything that matters was drained and flushed above, so don't wait for it.
@@ -115,6 +117,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 async fn run_async(
     args: &RunArgs,
     policy: Arc<conclave_runtime::Policy>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<ExitCode> {
     let time = args.time.unwrap_or(if args.telemetry == "-" {
         TimeMode::Wall
@@ -163,20 +166,27 @@ async fn run_async(
     let journal =
         super::serve_api::open_journal(&args.api.journal_path(&args.audit), clock.as_ref())?;
     let (tap_tx, mut tap) = mpsc::unbounded_channel();
-    let runtime = Runtime::start(RuntimeConfig {
-        journal: Some(journal),
-        policy: policy.clone(),
-        agents: specs,
-        sources,
-        audit,
-        actuator: Box::new(LogActuator::new(std::io::BufWriter::new(actions))),
-        dead_letters: dead_letters.clone(),
-        clock: clock.clone(),
-        decision_tap: Some(tap_tx),
-        tuning: Tuning::default(),
-    })
+    let runtime = Runtime::start_with_metrics(
+        RuntimeConfig {
+            journal: Some(journal),
+            policy: policy.clone(),
+            agents: specs,
+            sources,
+            audit,
+            actuator: Box::new(LogActuator::new(std::io::BufWriter::new(actions))),
+            dead_letters: dead_letters.clone(),
+            clock: clock.clone(),
+            decision_tap: Some(tap_tx),
+            tuning: Tuning::default(),
+        },
+        metrics,
+    )
     .await?;
     let feed = DecisionFeed::new(2_000);
+    let book = conclave_runtime::keda::ScaleBook::new();
+    let keda =
+        super::serve_api::start_keda(&args.api, policy.clone(), runtime.handle(), book.clone())
+            .await?;
     let api = super::serve_api::start(
         &args.api,
         runtime.handle(),
@@ -192,6 +202,7 @@ async fn run_async(
             if !quiet {
                 print_decision(&d, &mut seq);
             }
+            book.record(&d);
             feed.push(d);
         }
     });
@@ -234,6 +245,9 @@ async fn run_async(
     let _ = printer.await;
     if let Some(api) = api {
         api.shutdown().await;
+    }
+    if let Some(keda) = keda {
+        keda.shutdown().await;
     }
     dead_letters
         .flush()

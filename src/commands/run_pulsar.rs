@@ -16,8 +16,9 @@ use conclave_runtime::api::DecisionFeed;
 use conclave_runtime::audit::{AuditWriter, FsyncPolicy};
 use conclave_runtime::bus::pulsar::{
     open_sources, spawn_control, spawn_control_publisher, ControlEvent, PulsarActionSink,
-    PulsarDeadLetters, PulsarTransport, SubscriptionType,
+    PulsarDeadLetters, PulsarTransport, SubscriptionType, TopicReader,
 };
+use conclave_runtime::metrics::Metrics;
 use conclave_runtime::telemetry::{DeadLetter, DeadLetterSink, JsonlDeadLetters};
 use conclave_runtime::{Clock, Policy, RealClock, Runtime, RuntimeConfig, Tuning};
 use tokio::sync::mpsc;
@@ -61,6 +62,7 @@ pub(crate) async fn run(
     args: &RunArgs,
     url: &str,
     policy: Arc<Policy>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<ExitCode> {
     let specs = specs(&policy)?;
     let name = args
@@ -98,24 +100,27 @@ pub(crate) async fn run(
     let journal =
         super::serve_api::open_journal(&args.api.journal_path(&args.audit), clock.as_ref())?;
     let (tap_tx, mut tap) = mpsc::unbounded_channel();
-    let runtime = Runtime::start(RuntimeConfig {
-        journal: Some(journal),
-        policy: policy.clone(),
-        agents: specs,
-        sources: sources.sources,
-        audit,
-        actuator: Box::new(SinkActuator::new(actions)),
-        dead_letters: Arc::new(Both(
-            pulsar_dead_letters.clone(),
-            local_dead_letters.clone(),
-        )),
-        clock: clock.clone(),
-        decision_tap: Some(tap_tx),
-        tuning: Tuning {
-            decide_only_observed: settings.subscription_type == SubscriptionType::KeyShared,
-            ..Tuning::default()
+    let runtime = Runtime::start_with_metrics(
+        RuntimeConfig {
+            journal: Some(journal),
+            policy: policy.clone(),
+            agents: specs,
+            sources: sources.sources,
+            audit,
+            actuator: Box::new(SinkActuator::new(actions)),
+            dead_letters: Arc::new(Both(
+                pulsar_dead_letters.clone(),
+                local_dead_letters.clone(),
+            )),
+            clock: clock.clone(),
+            decision_tap: Some(tap_tx),
+            tuning: Tuning {
+                decide_only_observed: settings.subscription_type == SubscriptionType::KeyShared,
+                ..Tuning::default()
+            },
         },
-    })
+        metrics,
+    )
     .await?;
     let control_sources = sources.control;
     let acker = tokio::spawn(
@@ -137,6 +142,32 @@ pub(crate) async fn run(
         None => None,
     };
     let feed = DecisionFeed::new(2_000);
+    let book = conclave_runtime::keda::ScaleBook::new();
+    let keda =
+        super::serve_api::start_keda(&args.api, policy.clone(), runtime.handle(), book.clone())
+            .await?;
+    // Every instance answers KEDA for every target: the scales the others carried out
+    // arrive on the actions topic.
+    let actions_reader = match &keda {
+        Some(_) => {
+            let mut reader = TopicReader::open_non_durable(
+                &transport,
+                &settings.actions_topic,
+                &format!("conclave-keda-{name}"),
+            )
+            .await
+            .context("reading the actions topic for the KEDA scaler")?;
+            let book = book.clone();
+            Some(tokio::spawn(async move {
+                loop {
+                    if let Some(m) = reader.next(Duration::from_secs(3600)).await {
+                        book.record_action(&m.payload);
+                    }
+                }
+            }))
+        }
+        None => None,
+    };
     let api = super::serve_api::start(
         &args.api,
         runtime.handle(),
@@ -163,7 +194,8 @@ pub(crate) async fn run(
                         if !quiet {
                             print_decision(&d, &mut seq);
                         }
-                        feed.push(d);
+                        book.record(&d);
+            feed.push(d);
                     }
                     None => break,
                 },
@@ -186,6 +218,12 @@ pub(crate) async fn run(
     let _ = printer.await;
     if let Some(api) = api {
         api.shutdown().await;
+    }
+    if let Some(keda) = keda {
+        keda.shutdown().await;
+    }
+    if let Some(reader) = actions_reader {
+        reader.abort();
     }
     local_dead_letters
         .flush()

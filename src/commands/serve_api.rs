@@ -15,9 +15,9 @@ use conclave_runtime::{Clock, Override, RuntimeHandle};
 /// `--api*` options of `conclave run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApiArgs {
-    /// Serve the operator API and console on this address (e.g. `127.0.0.1:7070`; port 0
+    /// Serve the operator API and console; `--api` alone binds 127.0.0.1:7070 (port 0
     /// picks a free one). The address is printed on stderr.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:7070")]
     pub api: Option<SocketAddr>,
     /// The API's token file (argon2 hashes; `conclave api token` adds to it). Required
     /// with `--api`.
@@ -29,6 +29,11 @@ pub struct ApiArgs {
     /// The certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "api_tls_cert")]
     pub api_tls_key: Option<PathBuf>,
+    /// Serve KEDA's external scaler (gRPC); `--keda` alone binds 127.0.0.1:9090 (in a pod:
+    /// `0.0.0.0:9090`). ScaledObjects with `metadata: {target: NAME}` get the target's
+    /// replicas from the latest carried-out decision. The address is printed on stderr.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9090")]
+    pub keda: Option<SocketAddr>,
     /// The override journal: standing overrides (freeze, pause, pin, mode) are written
     /// here before they apply and restored at start (default: `overrides.jsonl` beside
     /// the audit log).
@@ -94,5 +99,21 @@ pub async fn start(
     }
     let server = api::serve(&ApiConfig { bind, tls }, ctx).await?;
     eprintln!("api: listening on {scheme}://{}", server.local_addr());
+    Ok(Some(server))
+}
+
+/// Starts KEDA's external scaler when `--keda` was given; decisions go to `book`.
+pub async fn start_keda(
+    args: &ApiArgs,
+    policy: Arc<conclave_runtime::Policy>,
+    handle: RuntimeHandle,
+    book: conclave_runtime::keda::ScaleBook,
+) -> anyhow::Result<Option<conclave_runtime::keda::KedaServer>> {
+    use conclave_runtime::keda;
+    let Some(bind) = args.keda else {
+        return Ok(None);
+    };
+    let server = keda::serve(bind, keda::KedaScaler::new(policy, handle, book)).await?;
+    eprintln!("keda: external scaler listening on {}", server.local_addr());
     Ok(Some(server))
 }

@@ -5,12 +5,17 @@
 //! one difference: resilience4j's default sliding window is count-based (the last 100
 //! calls). Conclave sees aggregate telemetry (rates per reporting interval), not single
 //! calls, so only a time-based window (`window`) is offered.
+//!
+//! `risk` and `drift` configure the learned half (see the module docs of `breaker`); they
+//! matter only when the policy gives the breaker a `model`, and are checked either way, so
+//! a typo is caught before the model is added.
 
 use std::time::Duration;
 
 use conclave_runtime::policy::SettingsProblem;
 use serde::Deserialize;
 
+use crate::scaler::{OnDrift, RawDrift};
 use crate::settings::{parse, problem};
 
 /// resilience4j `failureRateThreshold` default, percent.
@@ -40,6 +45,18 @@ const DEFAULT_SHED_MIN_FRACTION: f64 = 0.05;
 /// `max_shed_fraction`.
 const DEFAULT_SHED_MAX_FRACTION: f64 = 0.5;
 
+/// Open on a predicted trip only when the model is fairly sure: at 0.8 the committed model
+/// had about 0.04 false alarm runs per service-hour on its held-out scenario (model card).
+const DEFAULT_RISK_OPEN_AT: f64 = 0.8;
+/// PSI above 0.2 is the usual "significant shift" (the scaler's default too).
+const DEFAULT_DRIFT_THRESHOLD: f64 = 0.2;
+/// Rows (one per service per 15 s bucket) in the drift window: about 4 hours of one service.
+const DEFAULT_DRIFT_WINDOW: u32 = 1_000;
+/// Rows before drift can be flagged: PSI over a handful of rows is noise.
+const DEFAULT_DRIFT_MIN_ROWS: u32 = 200;
+/// A larger drift window is a typo (and memory: one byte per feature per row).
+const MAX_DRIFT_WINDOW: u32 = 100_000;
+
 /// `spec.agents.breaker.settings`, as written. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +80,43 @@ pub struct RawBreakerSettings {
     pub permitted_calls_in_half_open: Option<u64>,
     /// Load shedding when a protected service is overloaded.
     pub shed: Option<RawShedSettings>,
+    /// What the model's risk does (only with a `model`).
+    pub risk: Option<RawRisk>,
+    /// Feature drift against the model's reference statistics (only with a `model`), as
+    /// the scaler's `drift`.
+    pub drift: Option<RawDrift>,
+}
+
+/// What the breaker does with its model's risk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskMode {
+    /// A risk at or above `open_at` opens a closed breaker (never closes one). The default
+    /// when a model is set.
+    Act,
+    /// The risk and how it compared with the trips that followed are recorded in the
+    /// rationale; only the rule decides.
+    Report,
+}
+
+impl RiskMode {
+    /// The name used in settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskMode::Act => "act",
+            RiskMode::Report => "report",
+        }
+    }
+}
+
+/// `spec.agents.breaker.settings.risk`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRisk {
+    /// `act` (default) or `report`.
+    pub mode: Option<RiskMode>,
+    /// Risk at or above which a closed breaker opens, in `(0, 1]` (default `0.8`).
+    pub open_at: Option<f64>,
 }
 
 /// `spec.agents.breaker.settings.shed`, as written. Every key is optional.
@@ -97,6 +151,44 @@ pub struct BreakerConfig {
     pub(super) wait_in_open: Duration,
     pub(super) permitted_calls_in_half_open: u64,
     pub(super) shed: Option<ShedConfig>,
+    pub(super) risk: RiskConfig,
+    pub(super) drift: DriftSettings,
+}
+
+/// `settings.risk`, checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RiskConfig {
+    pub(super) mode: RiskMode,
+    pub(super) open_at: f64,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        RiskConfig {
+            mode: RiskMode::Act,
+            open_at: DEFAULT_RISK_OPEN_AT,
+        }
+    }
+}
+
+/// `settings.drift`, checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DriftSettings {
+    pub(super) threshold: f64,
+    pub(super) on_drift: OnDrift,
+    pub(super) window: usize,
+    pub(super) min_rows: usize,
+}
+
+impl Default for DriftSettings {
+    fn default() -> Self {
+        DriftSettings {
+            threshold: DEFAULT_DRIFT_THRESHOLD,
+            on_drift: OnDrift::Record,
+            window: DEFAULT_DRIFT_WINDOW as usize,
+            min_rows: DEFAULT_DRIFT_MIN_ROWS as usize,
+        }
+    }
 }
 
 /// Checked shedding settings; absent from [`BreakerConfig`] when `shed.enabled` is false.
@@ -120,6 +212,8 @@ impl Default for BreakerConfig {
             wait_in_open: DEFAULT_WAIT_IN_OPEN,
             permitted_calls_in_half_open: DEFAULT_PERMITTED_CALLS_IN_HALF_OPEN,
             shed: Some(ShedConfig::default()),
+            risk: RiskConfig::default(),
+            drift: DriftSettings::default(),
         }
     }
 }
@@ -189,6 +283,8 @@ impl BreakerConfig {
                 d.permitted_calls_in_half_open,
             ),
             shed: ShedConfig::compile(p, raw.shed.unwrap_or_default()),
+            risk: RiskConfig::compile(p, raw.risk.unwrap_or_default()),
+            drift: DriftSettings::compile(p, raw.drift.unwrap_or_default()),
         };
         if problems.is_empty() {
             Ok(config)
@@ -250,6 +346,73 @@ impl ShedConfig {
             min_fraction,
             max_fraction,
         })
+    }
+}
+
+impl RiskConfig {
+    fn compile(p: &mut Vec<SettingsProblem>, raw: RawRisk) -> RiskConfig {
+        let d = RiskConfig::default();
+        RiskConfig {
+            mode: raw.mode.unwrap_or(d.mode),
+            open_at: match raw.open_at {
+                None => d.open_at,
+                Some(v) if v.is_finite() && v > 0.0 && v <= 1.0 => v,
+                Some(v) => {
+                    p.push(problem(
+                        "risk.open_at",
+                        format!("expected a probability in (0, 1], found `{v}`"),
+                    ));
+                    d.open_at
+                }
+            },
+        }
+    }
+
+    /// What the risk does.
+    pub fn mode(&self) -> RiskMode {
+        self.mode
+    }
+
+    /// The risk at or above which a closed breaker opens.
+    pub fn open_at(&self) -> f64 {
+        self.open_at
+    }
+}
+
+impl DriftSettings {
+    fn compile(p: &mut Vec<SettingsProblem>, raw: RawDrift) -> DriftSettings {
+        let mut out = DriftSettings::default();
+        match raw.threshold {
+            Some(t) if t.is_finite() && t > 0.0 => out.threshold = t,
+            Some(t) => p.push(problem(
+                "drift.threshold",
+                format!("expected a PSI greater than 0, found `{t}`"),
+            )),
+            None => {}
+        }
+        if let Some(on_drift) = raw.on_drift {
+            out.on_drift = on_drift;
+        }
+        match raw.window {
+            Some(w) if (1..=MAX_DRIFT_WINDOW).contains(&w) => out.window = w as usize,
+            Some(w) => p.push(problem(
+                "drift.window",
+                format!("expected an integer in 1..={MAX_DRIFT_WINDOW}, found `{w}`"),
+            )),
+            None => {}
+        }
+        match raw.min_rows {
+            Some(m) if m >= 1 && m as usize <= out.window => out.min_rows = m as usize,
+            Some(m) => p.push(problem(
+                "drift.min_rows",
+                format!(
+                    "expected an integer in 1..={} (the window), found `{m}`",
+                    out.window
+                ),
+            )),
+            None => out.min_rows = out.min_rows.min(out.window),
+        }
+        out
     }
 }
 
@@ -371,6 +534,8 @@ mod tests {
                 min_fraction: 0.1,
                 max_fraction: 0.3,
             }),
+            risk: RiskConfig::default(),
+            drift: DriftSettings::default(),
         };
         assert_eq!(c, want);
         let off =
@@ -388,7 +553,7 @@ mod tests {
                 settings: json!({"failure_threshold": 50}),
                 problems: &[(
                     "failure_threshold",
-                    "unknown field `failure_threshold`, expected one of `failure_rate_threshold`, `slow_call_rate_threshold`, `slow_call_duration`, `minimum_number_of_calls`, `window`, `wait_in_open`, `permitted_calls_in_half_open`, `shed`",
+                    "unknown field `failure_threshold`, expected one of `failure_rate_threshold`, `slow_call_rate_threshold`, `slow_call_duration`, `minimum_number_of_calls`, `window`, `wait_in_open`, `permitted_calls_in_half_open`, `shed`, `risk`, `drift`",
                 )],
             },
             Case {
@@ -430,6 +595,126 @@ mod tests {
                 problems: &[(
                     "shed.max",
                     "unknown field `max`, expected one of `enabled`, `latency_p99_ms`, `rate_margin`, `samples`, `min_fraction`, `max_fraction`",
+                )],
+            },
+        ];
+        assert_problems(&cases, BreakerConfig::from_settings);
+    }
+
+    #[test]
+    fn risk_and_drift_settings_parse() {
+        let c = BreakerConfig::from_settings(&serde_json::Value::Null).expect("defaults");
+        assert_eq!(c.risk.mode(), RiskMode::Act);
+        assert_eq!(c.risk.open_at(), 0.8);
+        assert_eq!(c.drift, DriftSettings::default());
+        assert_eq!(
+            (
+                c.drift.threshold,
+                c.drift.on_drift,
+                c.drift.window,
+                c.drift.min_rows
+            ),
+            (0.2, OnDrift::Record, 1000, 200)
+        );
+        let c = BreakerConfig::from_settings(&json!({
+            "risk": {"mode": "report", "open_at": 0.65},
+            "drift": {"threshold": 0.5, "on_drift": "rules", "window": 100}
+        }))
+        .expect("valid");
+        assert_eq!(
+            c.risk,
+            RiskConfig {
+                mode: RiskMode::Report,
+                open_at: 0.65
+            }
+        );
+        // min_rows defaults to 200, but never more than the window.
+        assert_eq!(
+            c.drift,
+            DriftSettings {
+                threshold: 0.5,
+                on_drift: OnDrift::Rules,
+                window: 100,
+                min_rows: 100
+            }
+        );
+        let c = BreakerConfig::from_settings(&json!({"risk": {"open_at": 1}})).expect("valid");
+        assert_eq!((c.risk.mode(), c.risk.open_at()), (RiskMode::Act, 1.0));
+    }
+
+    #[test]
+    fn risk_and_drift_errors_name_path_expectation_and_value() {
+        let cases = [
+            Case {
+                name: "unknown risk key",
+                settings: json!({"risk": {"threshold": 0.9}}),
+                problems: &[(
+                    "risk.threshold",
+                    "unknown field `threshold`, expected `mode` or `open_at`",
+                )],
+            },
+            Case {
+                name: "unknown risk mode",
+                settings: json!({"risk": {"mode": "shadow"}}),
+                problems: &[(
+                    "risk.mode",
+                    "unknown variant `shadow`, expected `act` or `report`",
+                )],
+            },
+            Case {
+                name: "open_at as text",
+                settings: json!({"risk": {"open_at": "high"}}),
+                problems: &[(
+                    "risk.open_at",
+                    "invalid type: string \"high\", expected f64",
+                )],
+            },
+            Case {
+                name: "every learned-half range problem at once",
+                settings: json!({
+                    "failure_rate_threshold": 120,
+                    "risk": {"open_at": 0},
+                    "drift": {"threshold": -1, "window": 0, "min_rows": 5}
+                }),
+                problems: &[
+                    (
+                        "failure_rate_threshold",
+                        "expected a percentage in (0, 100], found `120`",
+                    ),
+                    (
+                        "risk.open_at",
+                        "expected a probability in (0, 1], found `0`",
+                    ),
+                    (
+                        "drift.threshold",
+                        "expected a PSI greater than 0, found `-1`",
+                    ),
+                    (
+                        "drift.window",
+                        "expected an integer in 1..=100000, found `0`",
+                    ),
+                ],
+            },
+            Case {
+                name: "open_at above 1, min_rows above the window",
+                settings: json!({"risk": {"open_at": 1.5}, "drift": {"window": 10, "min_rows": 11}}),
+                problems: &[
+                    (
+                        "risk.open_at",
+                        "expected a probability in (0, 1], found `1.5`",
+                    ),
+                    (
+                        "drift.min_rows",
+                        "expected an integer in 1..=10 (the window), found `11`",
+                    ),
+                ],
+            },
+            Case {
+                name: "unknown on_drift",
+                settings: json!({"drift": {"on_drift": "hold"}}),
+                problems: &[(
+                    "drift.on_drift",
+                    "unknown variant `hold`, expected `record` or `rules`",
                 )],
             },
         ];

@@ -1,6 +1,6 @@
 //! The breaker's rules: the resilience4j state machine over estimated call counts, and the
-//! load-shedding rule over recent load samples. There is no model; these rules are the
-//! whole agent.
+//! load-shedding rule over recent load samples. They always run; the risk model (`risk`)
+//! can only open a breaker these rules hold closed.
 //!
 //! The agent cannot see whether the arbiter enacted a proposal, so [`Position`] and the
 //! shed fraction are the state the agent last *proposed*, not the state in force.
@@ -105,7 +105,7 @@ pub(super) fn step(
 
 /// Whether the (estimated, fractional) call count reaches `n`; the tolerance keeps
 /// `10/s * 10 s` from missing 100 by float rounding.
-fn has_at_least(counts: &CallCounts, n: u64) -> bool {
+pub(super) fn has_at_least(counts: &CallCounts, n: u64) -> bool {
     counts.calls + 1e-6 >= n as f64
 }
 
@@ -115,7 +115,7 @@ fn is_failing(counts: &CallCounts, config: &BreakerConfig) -> bool {
         || counts.slow_call_rate_pct() >= config.slow_call_rate_threshold
 }
 
-fn rates(counts: &CallCounts, view: View, config: &BreakerConfig) -> Vec<Factor> {
+pub(super) fn rates(counts: &CallCounts, view: View, config: &BreakerConfig) -> Vec<Factor> {
     vec![
         factor("failure_rate_pct", round2(counts.failure_rate_pct())),
         factor("slow_call_rate_pct", round2(counts.slow_call_rate_pct())),

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use conclave_runtime::metrics::ModelStats;
 use conclave_runtime::models::scaler_features::{FEATURE_NAMES, HORIZON_MIN, STEP_SECONDS};
 use conclave_runtime::models::{
     DriftConfig, DriftMonitor, Fallback, FeatureStats, HostOptions, LoadError, MinuteBuckets,
@@ -454,6 +455,7 @@ impl Predictor {
     /// order. A failed call fails every row of the batch with its reason.
     pub fn forecast(&mut self, now: Timestamp, live: &[&Target]) -> Vec<TargetOutcome> {
         let mut vectors: Vec<Option<ScalerVector>> = Vec::with_capacity(live.len());
+        let mut drift_fed = false;
         for target in live {
             let Some(state) = self.targets.get_mut(*target) else {
                 vectors.push(None);
@@ -465,9 +467,13 @@ impl Predictor {
                 if state.drift_fed.is_none_or(|fed| v.now_unix > fed) {
                     state.drift_fed = Some(v.now_unix);
                     drift.observe(&v.features);
+                    drift_fed = true;
                 }
             }
             vectors.push(v);
+        }
+        if drift_fed {
+            self.publish_drift();
         }
         if self.stop_on_drift && self.stopped.is_none() && self.drifted() {
             self.stopped = Some(Fault::Drift);
@@ -524,6 +530,29 @@ impl Predictor {
             });
         }
         outcomes
+    }
+
+    /// The model's figures, when it is loaded (for the runtime's metrics).
+    pub fn stats(&self) -> Option<Arc<ModelStats>> {
+        match &self.model {
+            ScalerModel::Loaded(m) => Some(m.host.stats().clone()),
+            ScalerModel::Unavailable { .. } => None,
+        }
+    }
+
+    /// Hands the drift monitor's PSI per feature to the model's metrics, once the window
+    /// holds the rows drift is judged on (PSI over a handful of rows is noise).
+    fn publish_drift(&self) {
+        let (ScalerModel::Loaded(m), Some(drift)) = (&self.model, &self.drift) else {
+            return;
+        };
+        if drift.monitor.rows() < drift.monitor.config().min_rows {
+            return;
+        }
+        let report = drift.monitor.report();
+        m.host
+            .stats()
+            .set_drift(report.features.iter().map(|f| (f.name.as_str(), f.psi)));
     }
 
     fn drifted(&self) -> bool {

@@ -325,6 +325,14 @@ impl Agent for ScalerAgent {
         NAME
     }
 
+    fn models(&self) -> Vec<std::sync::Arc<conclave_runtime::metrics::ModelStats>> {
+        self.predictor
+            .as_ref()
+            .and_then(Predictor::stats)
+            .into_iter()
+            .collect()
+    }
+
     fn wants(&self, kind: TelemetryKind) -> bool {
         kind == TelemetryKind::Metrics
     }

@@ -541,6 +541,16 @@ fn drift_with_on_drift_record_keeps_the_model() {
     assert_eq!(last[0].fallback, None);
     assert!(factor_value(&last[0], "drift_psi_max").is_some_and(|v| v > 0.2));
     assert!(factor_note(&last[0], "drift_psi_max").is_some_and(|n| n.contains("recorded only")));
+    // The runtime's metrics see the same: the model's PSI per monitored feature (the
+    // largest is the rationale's), and every inference timed.
+    let [stats] = agent.models().try_into().expect("one model");
+    let psi_max = stats
+        .drift()
+        .iter()
+        .map(|(_, psi)| *psi)
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(Some(psi_max), factor_value(&last[0], "drift_psi_max"));
+    assert!(stats.inference().count() > 0);
 }
 
 #[test]

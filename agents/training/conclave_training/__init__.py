@@ -5,5 +5,7 @@ Modules:
   1-minute series, and digest the training files;
 - synthetic: seeded synthetic load (diurnal + weekly seasonality, noise, flash crowds);
 - scaler_features: the scaler forecast model's feature definition (the single spec
-  that Rust implements too; see agents/models/scaler.features.json).
+  that Rust implements too; see agents/models/scaler.features.json);
+- breaker_features: the breaker risk model's features and label, and reading simulator
+  recordings (see agents/models/breaker.features.json).
 """

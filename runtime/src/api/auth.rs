@@ -119,11 +119,19 @@ impl TokenStore {
             message,
         };
         let file: TokenFile = serde_saphyr::from_str(text).map_err(|e| {
-            let loc = e
-                .location()
-                .map(|l| format!(":{}:{}", l.line(), l.column()))
-                .unwrap_or_default();
-            invalid(loc, e.without_snippet().to_string())
+            let mut message = e.without_snippet().to_string();
+            let loc = match e.location() {
+                Some(l) => {
+                    // The location is printed once, up front.
+                    let suffix = format!(" at line {}, column {}", l.line(), l.column());
+                    if let Some(m) = message.strip_suffix(&suffix) {
+                        message = m.to_string();
+                    }
+                    format!(":{}:{}", l.line(), l.column())
+                }
+                None => String::new(),
+            };
+            invalid(loc, message)
         })?;
         let mut entries = BTreeMap::new();
         for (i, t) in file.tokens.into_iter().enumerate() {
@@ -319,7 +327,7 @@ mod tests {
         let err = |text: &str| TokenStore::parse("t.yaml", text).unwrap_err().to_string();
         assert_eq!(
             err("tokens:\n  - id: abcd1234\n    name: ana\n    role: boss\n    hash: x\n"),
-            "API tokens `t.yaml`:4:11: unknown variant `boss`, expected one of `viewer`, `operator`, `admin`"
+            "API tokens `t.yaml`:4:11: unknown variant `boss`, expected one of viewer, operator, admin"
         );
         assert_eq!(
             err("tokens:\n  - id: xyz\n    name: ana\n    role: admin\n    hash: x\n"),

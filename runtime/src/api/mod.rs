@@ -1,7 +1,7 @@
 //! The operator API and console, served by the running runtime (feature `api`).
 //!
-//! Everything but `/healthz`, `/readyz`, the console page and the OpenAPI document needs a
-//! bearer token ([`auth`]). Reads come from the published operator view and the decision
+//! Everything but `/healthz`, `/readyz`, `/metrics`, the console page and the OpenAPI
+//! document needs a bearer token ([`auth`]). Reads come from the published operator view and the decision
 //! feed; acts become [`Override`](crate::Override)s the arbiter checks, journals and
 //! audits. Who may do what is the table in the README ("Operator API").
 
@@ -9,6 +9,7 @@ mod act;
 pub mod auth;
 mod error;
 mod feed;
+mod metrics;
 pub mod openapi;
 mod read;
 mod tls;
@@ -142,10 +143,12 @@ impl ApiContext {
 
 /// The routes (the OpenAPI document lists the same ones; a test holds them together).
 pub fn router(ctx: ApiContext) -> Router {
+    let counted = ctx.clone();
     Router::new()
         .route("/", get(read::console))
         .route("/healthz", get(read::healthz))
         .route("/readyz", get(read::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/v1/openapi.json", get(read::openapi))
         .route("/api/v1/view", get(read::view))
         .route("/api/v1/agents", get(read::agents))
@@ -166,6 +169,10 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/targets/{target}/unpin", post(act::unpin))
         .fallback(|| async { ApiError::not_found("no such endpoint (see /api/v1/openapi.json)") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            counted,
+            metrics::count,
+        ))
         .with_state(ctx)
 }
 

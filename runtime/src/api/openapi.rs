@@ -52,6 +52,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         None,
         "Readiness: the runtime is deciding.",
     ),
+    ep(
+        "get",
+        "/metrics",
+        None,
+        "The runtime's metrics, Prometheus text format 0.0.4 (see the README, Metrics).",
+    ),
     ep("get", "/api/v1/openapi.json", None, "This document."),
     ep(
         "get",
@@ -158,6 +164,7 @@ fn ok_response(e: &Endpoint, g: &mut SchemaGenerator) -> Value {
     let (description, content) = match (e.method, e.path) {
         ("get", "/") => ("The console page.", json!({ "text/html": { "schema": { "type": "string" } } })),
         ("get", "/healthz" | "/readyz") => ("OK.", json!({ "text/plain": { "schema": { "type": "string" } } })),
+        ("get", "/metrics") => ("Every metric, with HELP and TYPE lines.", json!({ "text/plain; version=0.0.4": { "schema": { "type": "string" } } })),
         ("get", "/api/v1/openapi.json") => ("This document.", json_of(json!({ "type": "object" }))),
         ("get", "/api/v1/view") => ("The view.", json_of(schema::<OperatorView>(g))),
         ("get", "/api/v1/agents") => ("The agents.", json_of(schema::<Vec<AgentView>>(g))),

@@ -378,6 +378,13 @@ impl TelemetrySource for EmbeddedSource {
     fn describe(&self) -> String {
         format!("embedded/{}/{}", self.topic.name, self.index)
     }
+
+    fn depth_probe(&self) -> Option<crate::metrics::DepthProbe> {
+        let (topic, index) = (self.topic.clone(), self.index);
+        Some(crate::metrics::DepthProbe::new(move || {
+            topic.partitions.get(index).map_or(0, |p| p.lock().len())
+        }))
+    }
 }
 
 #[cfg(test)]

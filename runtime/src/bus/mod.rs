@@ -73,6 +73,13 @@ pub trait TelemetrySource: Send + Sync + 'static {
 
     /// A short name for logs (`embedded/telemetry/0`).
     fn describe(&self) -> String;
+
+    /// Reads how many items wait in this partition, when the transport can tell (the
+    /// embedded bus can; a broker keeps its own backlog figures). For the
+    /// `conclave.bus.partition.depth` metric.
+    fn depth_probe(&self) -> Option<crate::metrics::DepthProbe> {
+        None
+    }
 }
 
 /// Where actions are published (for actuators that live outside this process).

@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 
 use super::Counters;
 use crate::decision::Decision;
+use crate::proposal::Proposal;
 use crate::telemetry::DeadLetterReason;
 
 /// A batch of messages was taken from a source.
@@ -49,6 +50,27 @@ impl TelemetryDeadLettered<'_> {
     }
 }
 
+/// An agent handed the arbiter its proposals for a window.
+#[derive(Debug)]
+pub struct ProposalsSent<'a> {
+    /// The agent.
+    pub agent: &'static str,
+    /// Its proposals.
+    pub proposals: &'a [Proposal],
+}
+
+impl ProposalsSent<'_> {
+    /// Counts them, and those its rule made instead of its model (by `fallback` reason).
+    pub fn emit(self, counters: &Counters) {
+        counters.add_proposals(self.agent, self.proposals.len() as u64);
+        for p in self.proposals {
+            if let Some(reason) = &p.fallback {
+                counters.add_fallback(self.agent, reason);
+            }
+        }
+    }
+}
+
 /// The arbiter closed a decision window.
 #[derive(Debug)]
 pub struct DecisionsMade<'a> {
@@ -61,7 +83,7 @@ impl DecisionsMade<'_> {
     pub fn emit(self, counters: &Counters) {
         counters.ticks.fetch_add(1, Ordering::Relaxed);
         for d in self.decisions {
-            counters.add_decision(d.outcome.name());
+            counters.add_decision(&d.agent, d.outcome.name());
             tracing::debug!(id = %d.id, target = %d.target, agent = %d.agent, outcome = d.outcome.name(), "Decision made.");
         }
     }

@@ -18,6 +18,9 @@
 //! - **Circuit breaker.** After `failure_threshold` consecutive failures the model is not
 //!   called for `cool_off` (on the injected [`Clock`]); then one call probes it
 //!   (half-open): success closes the circuit, failure opens it again.
+//! - **Metrics.** Every call that reaches the model is timed (on the timer clock,
+//!   [`RealClock`] unless [`ModelHost::with_timer`] says otherwise) into the host's
+//!   [`ModelStats`]: two clock readings and two atomic additions per batch.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,7 +35,8 @@ use serde::Serialize;
 
 use super::drift::FeatureStats;
 use super::library::{LibraryError, OrtEnvironment};
-use crate::clock::{Clock, Timestamp};
+use crate::clock::{Clock, RealClock, Timestamp};
+use crate::metrics::ModelStats;
 use crate::policy::{ModelRef, TensorSpec, TensorType};
 
 /// Why an agent used its rule instead of the model for a decision.
@@ -496,6 +500,10 @@ pub struct ModelHost {
     jobs: mpsc::Sender<Job>,
     breaker: Mutex<CircuitBreaker>,
     clock: Arc<dyn Clock>,
+    /// Times inference for the latency histogram. Not `clock`: the breaker's clock may be
+    /// decision time (a simulated clock), which does not move while a model runs.
+    timer: Arc<dyn Clock>,
+    stats: Arc<ModelStats>,
 }
 
 impl fmt::Debug for ModelHost {
@@ -570,6 +578,15 @@ impl ModelHost {
             });
         }
 
+        let stats_name = metadata.name().map_or_else(
+            || {
+                path.file_stem().map_or_else(
+                    || path.display().to_string(),
+                    |s| s.to_string_lossy().into_owned(),
+                )
+            },
+            str::to_string,
+        );
         let input_name = model.inputs()[0].name.clone();
         let output_name = model.outputs()[0].name.clone();
         let (tx, rx) = mpsc::channel::<Job>();
@@ -603,7 +620,22 @@ impl ModelHost {
                 options.cool_off,
             )),
             clock,
+            timer: Arc::new(RealClock),
+            stats: Arc::new(ModelStats::new(stats_name)),
         })
+    }
+
+    /// Times inference on `timer` instead of the wall clock's monotonic reading (tests).
+    #[must_use]
+    pub fn with_timer(mut self, timer: Arc<dyn Clock>) -> Self {
+        self.timer = timer;
+        self
+    }
+
+    /// The model's figures: inference durations (recorded here) and drift (published by
+    /// the agent that monitors it). Named after the metadata `name`, else the file stem.
+    pub fn stats(&self) -> &Arc<ModelStats> {
+        &self.stats
     }
 
     /// The model file.
@@ -655,7 +687,10 @@ impl ModelHost {
         lock(&self.breaker)
             .admit(self.clock.now())
             .map_err(|until| InferenceError::CircuitOpen { until })?;
+        let started = self.timer.monotonic();
         let result = self.run(input, rows);
+        self.stats
+            .record_inference(self.timer.monotonic().saturating_sub(started));
         let mut breaker = lock(&self.breaker);
         match &result {
             Ok(_) => breaker.record_success(),

@@ -11,7 +11,10 @@
 //! - [`drift`]: PSI of live features against the reference statistics in the metadata.
 //! - [`scaler_features`]: the scaler forecast model's features, the same definition as
 //!   `agents/training/conclave_training/scaler_features.py` (golden-vector tested).
+//! - [`breaker_features`]: the breaker risk model's features, the same definition as
+//!   `agents/training/conclave_training/breaker_features.py` (golden-vector tested).
 
+pub mod breaker_features;
 pub mod drift;
 pub mod host;
 pub mod library;

@@ -590,6 +590,28 @@ fn bad_input_is_refused_without_counting_against_the_model() {
 }
 
 #[test]
+fn inference_is_timed_on_the_injected_timer_and_refused_input_is_not() {
+    let clock = sim_clock();
+    let timer = SimClock::new(Timestamp::from_millis(0));
+    let host = load(
+        &test_model("identity.onnx", Duration::from_secs(5)),
+        HostOptions::default(),
+        &clock,
+    )
+    .with_timer(Arc::new(timer));
+    // The metadata `name` labels the figures.
+    assert_eq!(host.stats().name(), "test-identity");
+    assert_eq!(host.infer(&[1.0], 1), Ok(vec![1.0]));
+    assert!(host.infer(&[1.0, 2.0, 3.0], 2).is_err(), "bad input");
+    assert_eq!(host.infer(&[], 0), Ok(vec![]), "no rows, no call");
+    let h = host.stats().inference();
+    // One call, which took no time on a timer that never moves: the first bucket.
+    assert_eq!(h.count(), 1, "{h:?}");
+    assert_eq!(h.buckets[0].count, 1, "{h:?}");
+    assert_eq!(h.sum(), 0.0);
+}
+
+#[test]
 fn slow_model_times_out_and_the_runtime_goes_on() {
     let clock = sim_clock();
     let options = HostOptions {
@@ -617,6 +639,20 @@ fn slow_model_times_out_and_the_runtime_goes_on() {
         host.circuit(),
         CircuitState::Open { until } if until == clock.now().plus(Duration::from_secs(30))
     ));
+    // Both timed-out calls are in the latency histogram (on the wall clock: the breaker's
+    // simulated clock did not move), each at least its timeout; the refused call is not.
+    let h = host.stats().inference();
+    assert_eq!(h.count(), 2, "{h:?}");
+    assert!(h.sum() >= 0.3, "{h:?}");
+    assert_eq!(
+        h.buckets
+            .iter()
+            .take_while(|b| b.le < 0.15)
+            .map(|b| b.count)
+            .sum::<u64>(),
+        0,
+        "{h:?}"
+    );
 
     // Meanwhile another model on the same environment answers.
     let identity = load(

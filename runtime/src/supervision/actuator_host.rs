@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::Instrument as _;
 
 use crate::actuator::Actuator;
 use crate::decision::Decision;
@@ -14,8 +15,9 @@ pub(crate) struct ActuatorActor;
 
 /// Messages to the actuator host.
 pub(crate) enum ActuatorMsg {
-    /// Carry out these decisions, in order.
-    Apply(Vec<Decision>),
+    /// Carry out these decisions, in order; each with its trace's root span (a disabled
+    /// span when not traced), under which the actuation is traced.
+    Apply(Vec<(Decision, tracing::Span)>),
     /// Flush the actuator, then reply.
     Flush(RpcReplyPort<()>),
     /// Reply once everything sent before has been carried out.
@@ -48,16 +50,30 @@ impl Actor for ActuatorActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             ActuatorMsg::Apply(decisions) => {
-                for d in &decisions {
-                    match state.actuator.apply(d).await {
+                for (d, root) in &decisions {
+                    let span = tracing::info_span!(
+                        target: "conclave::decision",
+                        parent: root,
+                        "execute_tool",
+                        otel.name = "execute_tool actuate",
+                        gen_ai.operation.name = "execute_tool",
+                        gen_ai.tool.name = "actuate",
+                        conclave.action = d.action.as_ref().map_or("none", |a| a.kind().as_str()),
+                        conclave.actuation.error = tracing::field::Empty,
+                    );
+                    let applied = state.actuator.apply(d).instrument(span.clone()).await;
+                    match applied {
                         Ok(()) => {
                             state.counters.actuated.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(e) => ActuationFailed {
-                            decision: &d.id,
-                            error: &e,
+                        Err(e) => {
+                            span.record("conclave.actuation.error", tracing::field::display(&e));
+                            ActuationFailed {
+                                decision: &d.id,
+                                error: &e,
+                            }
+                            .emit(&state.counters)
                         }
-                        .emit(&state.counters),
                     }
                 }
             }

@@ -19,7 +19,8 @@ use super::arbiter_host::ArbiterMsg;
 use super::inbox::{AgentInbox, InboxItem, Next};
 use crate::agent::{Agent, AgentSpec, Proposals};
 use crate::clock::Clock;
-use crate::events::{AgentHung, AgentPanicked, Counters, TelemetryDeadLettered};
+use crate::events::{AgentHung, AgentPanicked, Counters, ProposalsSent, TelemetryDeadLettered};
+use crate::metrics::Metrics;
 use crate::proposal::Proposal;
 use crate::telemetry::{DeadLetter, DeadLetterReason, DeadLetterSink, Telemetry};
 
@@ -41,6 +42,8 @@ pub(crate) struct AgentArgs {
     pub(crate) arbiter: ActorRef<ArbiterMsg>,
     pub(crate) dead_letters: Arc<dyn DeadLetterSink>,
     pub(crate) counters: Arc<Counters>,
+    /// Where the agent's models are registered for export (latency, drift).
+    pub(crate) metrics: Arc<Metrics>,
     /// Time for heartbeat deadlines: the wall clock even in simulations, because a hang is
     /// about real CPU time, not simulated time.
     pub(crate) watchdog: Arc<dyn Clock>,
@@ -208,9 +211,11 @@ impl AgentState {
     }
 
     fn send_ready(&self, at: crate::clock::Timestamp, proposals: Vec<Proposal>) {
-        self.args
-            .counters
-            .add_proposals(self.name(), proposals.len() as u64);
+        ProposalsSent {
+            agent: self.name(),
+            proposals: &proposals,
+        }
+        .emit(&self.args.counters);
         // The arbiter outlives agents; if it is gone the runtime is stopping anyway.
         let _ = self.args.arbiter.send_message(ArbiterMsg::AgentReady {
             agent: self.name(),
@@ -231,6 +236,7 @@ impl Actor for AgentActor {
         args: AgentArgs,
     ) -> Result<AgentState, ActorProcessingErr> {
         let agent = (args.spec.factory)();
+        args.metrics.register_models(agent.models());
         let proposals = Proposals::new(args.spec.name);
         myself.send_message(AgentMsg::Pump)?;
         Ok(AgentState {

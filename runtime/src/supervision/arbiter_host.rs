@@ -212,20 +212,24 @@ impl ArbiterHostState {
             DecisionsMade { decisions: &[] }.emit(&self.args.counters);
             return decisions;
         }
+        // Each decision's root span (disabled without tracing), kept open until the
+        // actuator has carried the decision out, so actuation is part of its trace.
         #[cfg(feature = "otel")]
-        let decisions = {
+        let (decisions, spans) = {
             let mut decisions = decisions;
             // Decisions an override produced (an approval enacted, a pin) belong to the
             // override's trace.
             let parent = preceded_by.as_ref().and_then(otel::trace_override);
-            otel::trace_decisions(
+            let spans = otel::trace_decisions(
                 &mut decisions,
                 self.args.arbiter.policy(),
                 &self.state,
                 parent.as_ref(),
             );
-            decisions
+            (decisions, spans)
         };
+        #[cfg(not(feature = "otel"))]
+        let spans = vec![tracing::Span::none(); decisions.len()];
         DecisionsMade {
             decisions: &decisions,
         }
@@ -238,10 +242,11 @@ impl ArbiterHostState {
         // The audit and actuator hosts live as long as the arbiter host; if either is gone
         // the runtime is already failing and the supervisor reports it.
         let _ = self.args.audit.send_message(AuditMsg::Append(records));
-        let acted: Vec<Decision> = decisions
+        let acted: Vec<(Decision, tracing::Span)> = decisions
             .iter()
-            .filter(|d| d.outcome.is_acted_on())
-            .cloned()
+            .zip(spans)
+            .filter(|(d, _)| d.outcome.is_acted_on())
+            .map(|(d, span)| (d.clone(), span))
             .collect();
         if !acted.is_empty() {
             let _ = self.args.actuator.send_message(ActuatorMsg::Apply(acted));
@@ -397,12 +402,15 @@ mod otel {
         Some(span)
     }
 
+    /// Traces each decision; returns their root spans (disabled ones when not traced), in
+    /// order.
     pub(super) fn trace_decisions(
         decisions: &mut [Decision],
         policy: &Policy,
         state: &ArbiterState,
         parent: Option<&tracing::Span>,
-    ) {
+    ) -> Vec<tracing::Span> {
+        let mut roots = Vec::with_capacity(decisions.len());
         for d in decisions.iter_mut() {
             let codes = d
                 .reason_codes()
@@ -422,10 +430,26 @@ mod otel {
                 conclave.reason.codes = %codes,
                 conclave.policy.revision = %d.policy_revision,
                 conclave.mode = mode(policy, state, d).as_str(),
+                conclave.fallback.used = d.proposals.iter().any(|p| p.fallback.is_some()),
             );
             if root.is_disabled() {
+                roots.push(root);
                 continue;
             }
+            // The sampler decides when the root starts (its attributes say what kind of
+            // decision this is); a dropped trace gets no children, no trace id and no
+            // actuation span.
+            let sampled = {
+                let cx = root.context();
+                let sc = cx.span().span_context().clone();
+                (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id())
+            };
+            let Some(trace_id) = sampled else {
+                roots.push(tracing::Span::none());
+                continue;
+            };
+            d.trace_id = Some(format!("{trace_id:032x}"));
+            negotiation(&root, d);
             for p in &d.proposals {
                 let child = tracing::info_span!(
                     target: "conclave::decision",
@@ -449,12 +473,34 @@ mod otel {
                     child.record("conclave.fallback", f.as_str());
                 }
             }
-            let cx = root.context();
-            let span = cx.span();
-            let sc = span.span_context();
-            if sc.is_valid() {
-                d.trace_id = Some(format!("{:032x}", sc.trace_id()));
-            }
+            roots.push(root);
         }
+        roots
+    }
+
+    /// The arbiter's part: how many proposals it weighed, which rules spoke (reason codes
+    /// in order), whether a guardrail changed the action, and the verdict.
+    fn negotiation(root: &tracing::Span, d: &Decision) {
+        let rules = d
+            .reasons
+            .iter()
+            .map(|r| r.code.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let clamped = match &d.outcome {
+            crate::decision::Outcome::Modified { from, to } => format!("{from} -> {to}"),
+            _ => String::new(),
+        };
+        let _span = tracing::info_span!(
+            target: "conclave::decision",
+            parent: root,
+            "negotiate",
+            otel.name = "negotiate",
+            conclave.arbiter.proposals = d.proposals.len(),
+            conclave.arbiter.conflict = d.proposals.len() > 1,
+            conclave.arbiter.rules = %rules,
+            conclave.arbiter.clamp = %clamped,
+            conclave.arbiter.verdict = d.outcome.name(),
+        );
     }
 }

@@ -41,6 +41,7 @@ use crate::bus::TelemetrySource;
 use crate::clock::{Clock, RealClock, Timestamp};
 use crate::decision::Decision;
 use crate::events::{CounterSnapshot, Counters};
+use crate::metrics::{DepthProbe, Metrics};
 use crate::overrides::{OperatorView, Override, OverrideJournal};
 use crate::policy::Policy;
 use crate::telemetry::{DeadLetterSink, DecodeLimits, Decoder};
@@ -150,6 +151,7 @@ pub struct Runtime {
     join: JoinHandle<()>,
     refs: Refs,
     counters: Arc<Counters>,
+    metrics: Arc<Metrics>,
     fatal: Arc<Mutex<Option<String>>>,
     ingress_done: mpsc::UnboundedReceiver<usize>,
     partitions: usize,
@@ -159,15 +161,29 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Builds and starts the supervision tree.
+    /// Builds and starts the supervision tree, with metrics of its own (see
+    /// [`Runtime::metrics`]).
     ///
     /// # Errors
     /// [`RuntimeError::NoSources`] or [`RuntimeError::Spawn`].
     pub async fn start(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        Self::start_with_metrics(config, Arc::new(Metrics::new())).await
+    }
+
+    /// [`Runtime::start`], recording into `metrics`: a registry made before the runtime,
+    /// so an exporter set up first (the binary's OTLP export) reads this runtime. Its
+    /// counters go on from where they are; its queue gauges now read this runtime's.
+    ///
+    /// # Errors
+    /// As [`Runtime::start`].
+    pub async fn start_with_metrics(
+        config: RuntimeConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Runtime, RuntimeError> {
         if config.sources.is_empty() {
             return Err(RuntimeError::NoSources);
         }
-        let counters = Arc::new(Counters::default());
+        let counters = metrics.counters().clone();
         let fatal = Arc::new(Mutex::new(None));
         let partitions = config.sources.len();
         let agent_count = config.agents.len();
@@ -181,6 +197,22 @@ impl Runtime {
             .map(|_| AgentInbox::new(tuning.inbox_capacity, partitions))
             .collect();
         let names: BTreeSet<&'static str> = config.agents.iter().map(|a| a.name).collect();
+        metrics.set_queues(
+            config
+                .agents
+                .iter()
+                .zip(&inboxes)
+                .map(|(spec, inbox)| {
+                    let inbox = inbox.clone();
+                    (spec.name, DepthProbe::new(move || inbox.depth()))
+                })
+                .collect(),
+            config
+                .sources
+                .iter()
+                .filter_map(|s| s.depth_probe())
+                .collect(),
+        );
 
         let arbiter = Arbiter::new(config.policy.clone());
         let (c1, c2, c3) = (counters.clone(), counters.clone(), counters.clone());
@@ -197,6 +229,7 @@ impl Runtime {
         let agent_inboxes = inboxes.clone();
         let dead_letters = config.dead_letters;
         let dl2 = dead_letters.clone();
+        let agent_metrics = metrics.clone();
         let sources = config.sources;
         let ingress_clock = config.clock.clone();
         let senders: Vec<_> = inboxes.iter().map(|i| i.sender()).collect();
@@ -232,6 +265,7 @@ impl Runtime {
                         arbiter: arbiter.clone(),
                         dead_letters: dl2.clone(),
                         counters: c2.clone(),
+                        metrics: agent_metrics.clone(),
                         watchdog: t2.watchdog.clone(),
                         heartbeat: t2.heartbeat,
                         drained: drained_tx.clone(),
@@ -275,6 +309,7 @@ impl Runtime {
             join,
             refs,
             counters,
+            metrics,
             fatal,
             ingress_done,
             partitions,
@@ -287,6 +322,11 @@ impl Runtime {
     /// The counters now.
     pub fn counters(&self) -> CounterSnapshot {
         self.counters.snapshot()
+    }
+
+    /// The runtime's metrics (for exporters: `GET /metrics`, OTLP).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// Items waiting in each agent's inbox, by agent.
@@ -328,6 +368,7 @@ impl Runtime {
         RuntimeHandle {
             arbiter: self.refs.arbiter.clone(),
             views: self.views.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -404,6 +445,7 @@ impl Runtime {
 pub struct RuntimeHandle {
     arbiter: ActorRef<ArbiterMsg>,
     views: watch::Receiver<OperatorView>,
+    metrics: Arc<Metrics>,
 }
 
 impl RuntimeHandle {
@@ -429,6 +471,11 @@ impl RuntimeHandle {
     /// as of the arbiter's last change. Reading it sends the arbiter nothing.
     pub fn view(&self) -> OperatorView {
         self.views.borrow().clone()
+    }
+
+    /// The runtime's metrics; see [`Runtime::metrics`].
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Whether the arbiter is running (the runtime decides).

@@ -20,6 +20,7 @@ mod probe;
 mod producer;
 mod publisher;
 mod source;
+mod trace_context;
 mod url;
 
 use std::path::PathBuf;
@@ -36,6 +37,7 @@ pub use dead_letters::PulsarDeadLetters;
 pub use producer::PulsarActionSink;
 pub use publisher::{Outgoing, Publisher, Received, TopicReader};
 pub use source::{open_sources, Acker, ConsumerStats, PulsarSources, SourceControl};
+pub use trace_context::TRACEPARENT;
 pub use url::check_url;
 
 pub use crate::policy::transport::{

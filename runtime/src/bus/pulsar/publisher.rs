@@ -92,6 +92,11 @@ impl Publisher {
             if let Some(id) = m.event_id {
                 properties.insert(EVENT_ID_PROPERTY.to_owned(), id);
             }
+            // The producer's context travels with the message (when tracing is on).
+            let span = super::trace_context::send_span(&self.topic);
+            if let Some(tp) = super::trace_context::traceparent_of(&span) {
+                properties.insert(super::trace_context::TRACEPARENT.to_owned(), tp);
+            }
             let message = producer::Message {
                 payload: m.payload,
                 partition_key: m.key,
@@ -146,6 +151,29 @@ impl TopicReader {
         topic: &str,
         subscription: &str,
     ) -> Result<Self, PulsarError> {
+        Self::open_with(transport, topic, subscription, true).await
+    }
+
+    /// As [`TopicReader::open`], on a non-durable subscription: it holds no backlog on the
+    /// broker and goes away with this reader (for readers named after a pod, which come
+    /// and go). It sees what the topic still retains.
+    ///
+    /// # Errors
+    /// [`PulsarError::Topic`] when the subscription cannot be made.
+    pub async fn open_non_durable(
+        transport: &PulsarTransport,
+        topic: &str,
+        subscription: &str,
+    ) -> Result<Self, PulsarError> {
+        Self::open_with(transport, topic, subscription, false).await
+    }
+
+    async fn open_with(
+        transport: &PulsarTransport,
+        topic: &str,
+        subscription: &str,
+        durable: bool,
+    ) -> Result<Self, PulsarError> {
         let timeout = transport.settings().operation_timeout;
         let err = |detail: String| PulsarError::Topic {
             what: "subscribe to",
@@ -160,6 +188,7 @@ impl TopicReader {
             .with_subscription_type(SubType::Exclusive)
             .with_options(ConsumerOptions {
                 initial_position: InitialPosition::Earliest,
+                durable: Some(durable),
                 ..ConsumerOptions::default()
             })
             .build::<Vec<u8>>();

@@ -13,6 +13,8 @@ use ::pulsar::proto::MessageIdData;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
+use tracing::Instrument as _;
+
 use super::acks::{AckLedger, Delivery};
 use super::consumer::{subscribe, TelemetryConsumer};
 use super::dead_letters::PulsarDeadLetters;
@@ -348,13 +350,29 @@ impl Driver {
             return;
         }
         let key = m.key();
+        let traceparent = m
+            .payload
+            .metadata
+            .properties
+            .iter()
+            .find(|p| p.key == super::trace_context::TRACEPARENT)
+            .map(|p| p.value.clone());
+        let message_id = format!("{}:{}", m.message_id().ledger_id, m.message_id().entry_id);
+        let span =
+            super::trace_context::process_span(&m.topic, &message_id, &id, traceparent.as_deref());
         let Message { topic, payload, .. } = m;
         let raw = RawMessage {
             topic: Arc::from(topic.as_str()),
             key,
             payload: bytes::Bytes::from(payload.data),
         };
-        if out.send(SourceItem::Message(raw)).await.is_ok() {
+        // The span covers handing the message to the runtime (ingress takes it from here).
+        if out
+            .send(SourceItem::Message(raw))
+            .instrument(span)
+            .await
+            .is_ok()
+        {
             self.stats.delivered.fetch_add(1, Ordering::Relaxed);
         }
     }
