@@ -19,12 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use conclave_runtime::actuator::MemoryActuator;
 use conclave_runtime::api::{self, auth, ApiConfig, ApiContext, DecisionFeed, TokenStore};
-use conclave_runtime::audit::{AuditWriter, FsyncPolicy};
-use conclave_runtime::bus::{BusConfig, EmbeddedBus, OverloadPolicy, TelemetrySource};
-use conclave_runtime::telemetry::MemoryDeadLetters;
-use conclave_runtime::{Role, Runtime, RuntimeConfig, SimClock, Timestamp, Tuning};
+use conclave_runtime::{Role, Timestamp};
 
 const START_MS: i64 = 1_795_946_400_000; // 2026-11-29T10:00:00Z
 const TARGETS: usize = 20;
@@ -123,42 +119,14 @@ fn clients(
 }
 
 async fn run(seconds: i64, api_mode: Api, n_clients: usize) -> Figures {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = Arc::new(
-        conclave_runtime::policy::compile_str("bench.yaml", POLICY, &conclave_agents::Catalog)
-            .expect("policy"),
-    );
-    let clock = Arc::new(SimClock::new(Timestamp::from_millis(START_MS)));
-    let bus = EmbeddedBus::new(BusConfig {
-        partitions: 2,
-        capacity: 65_536,
-        overload: OverloadPolicy::Block,
-    });
-    let sources: Vec<Box<dyn TelemetrySource>> = bus
-        .subscribe("telemetry")
-        .into_iter()
-        .map(|s| Box::new(s) as Box<dyn TelemetrySource>)
-        .collect();
-    let (tap_tx, mut tap) = tokio::sync::mpsc::unbounded_channel();
-    let runtime = Runtime::start(RuntimeConfig {
-        journal: None,
-        policy: policy.clone(),
-        agents: conclave_agents::agent_specs(&policy).expect("specs"),
-        sources,
-        audit: AuditWriter::open(
-            &dir.path().join("audit.jsonl"),
-            FsyncPolicy::Never,
-            clock.clone(),
-        )
-        .expect("audit"),
-        actuator: Box::new(MemoryActuator::new()),
-        dead_letters: Arc::new(MemoryDeadLetters::default()),
-        clock: clock.clone(),
-        decision_tap: Some(tap_tx),
-        tuning: Tuning::default(),
-    })
-    .await
-    .expect("start");
+    let common::Embedded {
+        runtime,
+        bus,
+        clock,
+        policy,
+        mut tap,
+        ..
+    } = common::embedded(POLICY, START_MS, 2).await;
     let feed = DecisionFeed::new(2_000);
     let f2 = feed.clone();
     let pump = tokio::spawn(async move {

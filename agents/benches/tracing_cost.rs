@@ -20,12 +20,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use conclave_runtime::actuator::MemoryActuator;
-use conclave_runtime::audit::{AuditWriter, FsyncPolicy};
-use conclave_runtime::bus::{BusConfig, EmbeddedBus, OverloadPolicy, TelemetrySource};
 use conclave_runtime::sampling::DecisionSampler;
-use conclave_runtime::telemetry::MemoryDeadLetters;
-use conclave_runtime::{Runtime, RuntimeConfig, SimClock, Timestamp, Tuning};
+use conclave_runtime::Timestamp;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
@@ -114,42 +110,13 @@ fn run_mode(mode: &str, seconds: i64) {
         .build()
         .expect("tokio");
     let (decisions, traced, elapsed) = rt.block_on(async {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let policy = Arc::new(
-            conclave_runtime::policy::compile_str("bench.yaml", POLICY, &conclave_agents::Catalog)
-                .expect("policy"),
-        );
-        let clock = Arc::new(SimClock::new(Timestamp::from_millis(START_MS)));
-        let bus = EmbeddedBus::new(BusConfig {
-            partitions: 2,
-            capacity: 65_536,
-            overload: OverloadPolicy::Block,
-        });
-        let sources: Vec<Box<dyn TelemetrySource>> = bus
-            .subscribe("telemetry")
-            .into_iter()
-            .map(|s| Box::new(s) as Box<dyn TelemetrySource>)
-            .collect();
-        let (tap_tx, mut tap) = tokio::sync::mpsc::unbounded_channel();
-        let runtime = Runtime::start(RuntimeConfig {
-            journal: None,
-            policy: policy.clone(),
-            agents: conclave_agents::agent_specs(&policy).expect("specs"),
-            sources,
-            audit: AuditWriter::open(
-                &dir.path().join("audit.jsonl"),
-                FsyncPolicy::Never,
-                clock.clone(),
-            )
-            .expect("audit"),
-            actuator: Box::new(MemoryActuator::new()),
-            dead_letters: Arc::new(MemoryDeadLetters::default()),
-            clock: clock.clone(),
-            decision_tap: Some(tap_tx),
-            tuning: Tuning::default(),
-        })
-        .await
-        .expect("start");
+        let common::Embedded {
+            runtime,
+            bus,
+            clock,
+            mut tap,
+            ..
+        } = common::embedded(POLICY, START_MS, 2).await;
         let traced = tokio::spawn(async move {
             let mut n = 0u64;
             while let Some(d) = tap.recv().await {

@@ -132,22 +132,48 @@ fn expiry(
     }
 }
 
+/// What a body says besides its own fields: why, and until when.
+trait Said {
+    /// The reason and the expiry at `now`.
+    fn said(&self, now: Timestamp) -> Result<(String, Option<Timestamp>), ApiError>;
+}
+
+impl Said for ReasonBody {
+    fn said(&self, _now: Timestamp) -> Result<(String, Option<Timestamp>), ApiError> {
+        Ok((self.reason.clone(), None))
+    }
+}
+
+macro_rules! timed {
+    ($($t:ty),*) => {$(
+        impl Said for $t {
+            fn said(&self, now: Timestamp) -> Result<(String, Option<Timestamp>), ApiError> {
+                Ok((self.reason.clone(), expiry(now, self.until, self.for_.as_deref())?))
+            }
+        }
+    )*};
+}
+timed!(TimedBody, PinBody, ModeBody);
+
+type Acted = Result<(StatusCode, Json<ActResponse>), ApiError>;
+
 async fn act(
     ctx: &ApiContext,
     caller: Caller,
     needs: Role,
     what: &str,
     kind: OverrideKind,
-    reason: String,
-    until: Option<Timestamp>,
-) -> Result<(StatusCode, Json<ActResponse>), ApiError> {
+    said: &impl Said,
+) -> Acted {
     let by = caller.require(needs, what)?;
+    let now = ctx.clock.now();
+    let (reason, until) = said.said(now)?;
     let o = Override {
         id: ctx.new_override_id()?,
         kind,
         by,
         reason,
-        at: ctx.clock.now(),
+        at: now,
         until,
     };
     let applied = ctx
@@ -155,18 +181,8 @@ async fn act(
         .apply_override(o.clone())
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    match applied {
-        Ok(decisions) => {
-            let fleet = forward(ctx, &o).await;
-            Ok((
-                StatusCode::OK,
-                Json(ActResponse {
-                    override_: o,
-                    decisions,
-                    fleet,
-                }),
-            ))
-        }
+    let (status, decisions, fleet) = match applied {
+        Ok(decisions) => (StatusCode::OK, decisions, forward(ctx, &o).await),
         // Pending on another instance (each decides the targets it owns): its owner
         // settles it when the answer arrives on the control topic.
         Err(OverrideError::NotPending { .. }) if ctx.fanout.is_some() => {
@@ -177,220 +193,81 @@ async fn act(
             } else {
                 StatusCode::NOT_FOUND
             };
-            Ok((
-                status,
-                Json(ActResponse {
-                    override_: o,
-                    decisions: Vec::new(),
-                    fleet,
-                }),
-            ))
+            (status, Vec::new(), fleet)
         }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// `POST /api/v1/freeze`
-pub(crate) async fn freeze(
-    State(ctx): State<ApiContext>,
-    caller: Caller,
-    Body(b): Body<TimedBody>,
-) -> Result<(StatusCode, Json<ActResponse>), ApiError> {
-    let until = expiry(ctx.clock.now(), b.until, b.for_.as_deref())?;
-    act(
-        &ctx,
-        caller,
-        Role::Operator,
-        "freeze the arbiter",
-        OverrideKind::Freeze,
-        b.reason,
-        until,
-    )
-    .await
-}
-
-/// `POST /api/v1/unfreeze`
-pub(crate) async fn unfreeze(
-    State(ctx): State<ApiContext>,
-    caller: Caller,
-    Body(b): Body<ReasonBody>,
-) -> Result<(StatusCode, Json<ActResponse>), ApiError> {
-    act(
-        &ctx,
-        caller,
-        Role::Operator,
-        "unfreeze the arbiter",
-        OverrideKind::Unfreeze,
-        b.reason,
-        None,
-    )
-    .await
-}
-
-/// `POST /api/v1/agents/{agent}/pause`
-pub(crate) async fn pause(
-    State(ctx): State<ApiContext>,
-    Path(agent): Path<String>,
-    caller: Caller,
-    Body(b): Body<TimedBody>,
-) -> Result<(StatusCode, Json<ActResponse>), ApiError> {
-    let until = expiry(ctx.clock.now(), b.until, b.for_.as_deref())?;
-    act(
-        &ctx,
-        caller,
-        Role::Operator,
-        "pause an agent",
-        OverrideKind::Pause { agent },
-        b.reason,
-        until,
-    )
-    .await
-}
-
-/// `POST /api/v1/agents/{agent}/resume`
-pub(crate) async fn resume(
-    State(ctx): State<ApiContext>,
-    Path(agent): Path<String>,
-    caller: Caller,
-    Body(b): Body<ReasonBody>,
-) -> Result<(StatusCode, Json<ActResponse>), ApiError> {
-    act(
-        &ctx,
-        caller,
-        Role::Operator,
-        "resume an agent",
-        OverrideKind::Resume { agent },
-        b.reason,
-        None,
-    )
-    .await
-}
-
-/// `PUT /api/v1/agents/{agent}/mode`
-pub(crate) async fn set_mode(
-    State(ctx): State<ApiContext>,
-    Path(agent): Path<String>,
-    caller: Caller,
-    Body(b): Body<ModeBody>,
-) -> Result<(StatusCode, Json<ActResponse>), ApiError> {
-    let until = expiry(ctx.clock.now(), b.until, b.for_.as_deref())?;
-    let kind = OverrideKind::SetMode {
-        agent,
-        mode: b.mode,
+        Err(e) => return Err(e.into()),
     };
-    act(
-        &ctx,
-        caller,
-        Role::Admin,
-        "change an agent's mode",
-        kind,
-        b.reason,
-        until,
-    )
-    .await
+    Ok((
+        status,
+        Json(ActResponse {
+            override_: o,
+            decisions,
+            fleet,
+        }),
+    ))
 }
 
-/// `POST /api/v1/targets/{target}/pin`
-pub(crate) async fn pin(
-    State(ctx): State<ApiContext>,
-    Path(target): Path<String>,
-    caller: Caller,
-    Body(b): Body<PinBody>,
-) -> Result<(StatusCode, Json<ActResponse>), ApiError> {
-    let until = expiry(ctx.clock.now(), b.until, b.for_.as_deref())?;
-    let kind = OverrideKind::Pin {
-        target: Target::new(target),
-        replicas: b.replicas,
+/// One endpoint per act: its body type, the least role, what it is called in a refusal,
+/// and the override it makes (from the path parameter, if any, and the body).
+macro_rules! endpoint {
+    ($(#[$doc:meta])* $name:ident($body:ty) $needs:ident $what:literal => |$b:ident| $kind:expr) => {
+        $(#[$doc])*
+        pub(crate) async fn $name(State(ctx): State<ApiContext>, caller: Caller, Body($b): Body<$body>) -> Acted {
+            act(&ctx, caller, Role::$needs, $what, $kind, &$b).await
+        }
     };
-    act(
-        &ctx,
-        caller,
-        Role::Operator,
-        "pin a target",
-        kind,
-        b.reason,
-        until,
-    )
-    .await
-}
-
-/// `POST /api/v1/targets/{target}/unpin`
-pub(crate) async fn unpin(
-    State(ctx): State<ApiContext>,
-    Path(target): Path<String>,
-    caller: Caller,
-    Body(b): Body<ReasonBody>,
-) -> Result<(StatusCode, Json<ActResponse>), ApiError> {
-    let kind = OverrideKind::Unpin {
-        target: Target::new(target),
+    ($(#[$doc:meta])* $name:ident($param:ident, $body:ty) $needs:ident $what:literal => |$b:ident| $kind:expr) => {
+        $(#[$doc])*
+        pub(crate) async fn $name(
+            State(ctx): State<ApiContext>,
+            Path($param): Path<String>,
+            caller: Caller,
+            Body($b): Body<$body>,
+        ) -> Acted {
+            act(&ctx, caller, Role::$needs, $what, $kind, &$b).await
+        }
     };
-    act(
-        &ctx,
-        caller,
-        Role::Operator,
-        "unpin a target",
-        kind,
-        b.reason,
-        None,
-    )
-    .await
 }
 
-/// `POST /api/v1/decisions/{id}/approve`
-pub(crate) async fn approve(
-    State(ctx): State<ApiContext>,
-    Path(decision): Path<String>,
-    caller: Caller,
-    Body(b): Body<ReasonBody>,
-) -> Result<(StatusCode, Json<ActResponse>), ApiError> {
-    // Operators at least; the approval rule then says which of them may answer, and the
-    // arbiter checks that against the caller.
-    act(
-        &ctx,
-        caller,
-        Role::Operator,
-        "approve a decision",
-        OverrideKind::Approve { decision },
-        b.reason,
-        None,
-    )
-    .await
-}
-
-/// `POST /api/v1/decisions/{id}/deny`
-pub(crate) async fn deny(
-    State(ctx): State<ApiContext>,
-    Path(decision): Path<String>,
-    caller: Caller,
-    Body(b): Body<ReasonBody>,
-) -> Result<(StatusCode, Json<ActResponse>), ApiError> {
-    act(
-        &ctx,
-        caller,
-        Role::Operator,
-        "deny a decision",
-        OverrideKind::Deny { decision },
-        b.reason,
-        None,
-    )
-    .await
-}
-
-/// `POST /api/v1/decisions/{id}/veto`
-pub(crate) async fn veto(
-    State(ctx): State<ApiContext>,
-    Path(decision): Path<String>,
-    caller: Caller,
-    Body(b): Body<ReasonBody>,
-) -> Result<(StatusCode, Json<ActResponse>), ApiError> {
-    act(
-        &ctx,
-        caller,
-        Role::Operator,
-        "veto a decision",
-        OverrideKind::Veto { decision },
-        b.reason,
-        None,
-    )
-    .await
-}
+endpoint!(
+    /// `POST /api/v1/freeze`
+    freeze(TimedBody) Operator "freeze the arbiter" => |b| OverrideKind::Freeze
+);
+endpoint!(
+    /// `POST /api/v1/unfreeze`
+    unfreeze(ReasonBody) Operator "unfreeze the arbiter" => |b| OverrideKind::Unfreeze
+);
+endpoint!(
+    /// `POST /api/v1/agents/{agent}/pause`
+    pause(agent, TimedBody) Operator "pause an agent" => |b| OverrideKind::Pause { agent }
+);
+endpoint!(
+    /// `POST /api/v1/agents/{agent}/resume`
+    resume(agent, ReasonBody) Operator "resume an agent" => |b| OverrideKind::Resume { agent }
+);
+endpoint!(
+    /// `PUT /api/v1/agents/{agent}/mode`
+    set_mode(agent, ModeBody) Admin "change an agent's mode" => |b| OverrideKind::SetMode { agent, mode: b.mode }
+);
+endpoint!(
+    /// `POST /api/v1/targets/{target}/pin`
+    pin(target, PinBody) Operator "pin a target" => |b| OverrideKind::Pin { target: Target::new(target), replicas: b.replicas }
+);
+endpoint!(
+    /// `POST /api/v1/targets/{target}/unpin`
+    unpin(target, ReasonBody) Operator "unpin a target" => |b| OverrideKind::Unpin { target: Target::new(target) }
+);
+// Approve and deny need an operator at least; the approval rule then says which of them
+// may answer, and the arbiter checks that against the caller.
+endpoint!(
+    /// `POST /api/v1/decisions/{id}/approve`
+    approve(decision, ReasonBody) Operator "approve a decision" => |b| OverrideKind::Approve { decision }
+);
+endpoint!(
+    /// `POST /api/v1/decisions/{id}/deny`
+    deny(decision, ReasonBody) Operator "deny a decision" => |b| OverrideKind::Deny { decision }
+);
+endpoint!(
+    /// `POST /api/v1/decisions/{id}/veto`
+    veto(decision, ReasonBody) Operator "veto a decision" => |b| OverrideKind::Veto { decision }
+);
