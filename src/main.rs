@@ -208,6 +208,7 @@ fn main() -> ExitCode {
             // The runtime's metrics: served at /metrics with --api, sent by OTLP when
             // OTEL_EXPORTER_OTLP_ENDPOINT is set (once more when this guard drops).
             let metrics = metrics_export::init();
+            telemetry.count_export_errors(metrics.registry());
             commands::run::run(&args, metrics.registry())
         }
         Command::Operator(cmd) => commands::operator_cli::run(cmd),

@@ -12,7 +12,12 @@
 //! it until the command has finished (for `run`, after the runtime drained).
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::sync::{Arc, OnceLock};
+
+use conclave_runtime::events::TraceExportFailed;
+use conclave_runtime::metrics::Metrics;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
@@ -22,9 +27,51 @@ use tracing_subscriber::Layer;
 /// Keeps the exporter alive; flushes it on drop.
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    /// Where trace export failures are counted, once the command has a metrics registry.
+    errors_to: Arc<OnceLock<Arc<Metrics>>>,
     // The gRPC exporter's channel lives on this runtime (tonic needs a reactor); it is
     // dropped after the provider shut down.
     runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Telemetry {
+    /// Counts trace export failures in `metrics` from now on (`conclave run` makes one).
+    pub fn count_export_errors(&self, metrics: Arc<Metrics>) {
+        let _ = self.errors_to.set(metrics);
+    }
+}
+
+/// The OTLP span exporter, with each failed batch counted (or, before a registry exists,
+/// logged).
+#[derive(Debug)]
+struct CountedSpanExporter {
+    inner: opentelemetry_otlp::SpanExporter,
+    errors_to: Arc<OnceLock<Arc<Metrics>>>,
+}
+
+impl SpanExporter for CountedSpanExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let result = self.inner.export(batch).await;
+        if let Err(error) = &result {
+            match self.errors_to.get() {
+                Some(m) => TraceExportFailed { error }.emit(m.counters()),
+                None => tracing::warn!(%error, "OTLP trace export failed."),
+            }
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
 }
 
 impl Drop for Telemetry {
@@ -54,6 +101,7 @@ pub fn init() -> Telemetry {
                 .unwrap_or_else(|_| EnvFilter::new("warn,conclave::keda=info")),
         );
     let mut guard = Telemetry {
+        errors_to: Arc::new(OnceLock::new()),
         provider: None,
         runtime: None,
     };
@@ -61,7 +109,7 @@ pub fn init() -> Telemetry {
         tracing_subscriber::registry().with(fmt).init();
         return guard;
     }
-    match build_provider() {
+    match build_provider(guard.errors_to.clone()) {
         Ok((provider, runtime)) => {
             let tracer = provider.tracer("conclave");
             let otel = tracing_opentelemetry::layer()
@@ -86,7 +134,9 @@ pub fn init() -> Telemetry {
     guard
 }
 
-fn build_provider() -> anyhow::Result<(SdkTracerProvider, tokio::runtime::Runtime)> {
+fn build_provider(
+    errors_to: Arc<OnceLock<Arc<Metrics>>>,
+) -> anyhow::Result<(SdkTracerProvider, tokio::runtime::Runtime)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("otel-export")
@@ -132,7 +182,10 @@ fn build_provider() -> anyhow::Result<(SdkTracerProvider, tokio::runtime::Runtim
     let provider = SdkTracerProvider::builder()
         .with_sampler(sampler)
         .with_resource(resource.build())
-        .with_batch_exporter(exporter)
+        .with_batch_exporter(CountedSpanExporter {
+            inner: exporter,
+            errors_to,
+        })
         .build();
     Ok((provider, runtime))
 }

@@ -477,6 +477,7 @@ fn a_dead_otlp_endpoint_changes_no_decision_and_is_counted() {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", closed.as_str()),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
         ],
     );
     assert!(stderr.contains("OTLP metrics export failed"), "{stderr}");
@@ -531,6 +532,23 @@ fn a_dead_otlp_endpoint_changes_no_decision_and_is_counted() {
     run.wait_for(&tokens.viewer, "/api/v1/decisions", |v| {
         v.as_array().is_some_and(|a| !a.is_empty())
     });
+    // The decisions' spans cannot be exported either: counted under `traces`.
+    let start = clock.now();
+    loop {
+        let (_, text) = scrape(&run.base);
+        let traces = series(&text)
+            .get("conclave_otlp_export_errors_total{signal=\"traces\"}")
+            .copied()
+            .unwrap_or(0.0);
+        if traces >= 1.0 {
+            break;
+        }
+        assert!(
+            clock.now().since(start) < limit,
+            "no trace export error counted:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     drop(run);
 }
 

@@ -17,3 +17,19 @@ impl MetricsExportFailed<'_> {
         tracing::warn!(error = %self.error, "OTLP metrics export failed; the next export carries the figures.");
     }
 }
+
+/// An OTLP export of decision traces failed. Decisions go on; the spans of that batch are
+/// lost (the audit log still has every decision and its trace id).
+#[derive(Debug)]
+pub struct TraceExportFailed<'a> {
+    /// The error.
+    pub error: &'a dyn std::error::Error,
+}
+
+impl TraceExportFailed<'_> {
+    /// Logs and counts it.
+    pub fn emit(self, counters: &Counters) {
+        counters.add_export_error("traces");
+        tracing::warn!(error = %self.error, "OTLP trace export failed; that batch of spans is lost.");
+    }
+}

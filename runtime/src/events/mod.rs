@@ -12,7 +12,7 @@ mod pipeline;
 pub use agent::{AgentHung, AgentPanicked, AgentRestarted, AgentRetired};
 pub use api::ApiRequestServed;
 pub use counters::{CounterSnapshot, Counters};
-pub use export::MetricsExportFailed;
+pub use export::{MetricsExportFailed, TraceExportFailed};
 pub use pipeline::{
     ActuationFailed, AuditWriteFailed, DecisionsMade, ProposalsSent, TelemetryDeadLettered,
     TelemetryReceived,
