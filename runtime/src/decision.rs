@@ -65,6 +65,8 @@ pub enum ReasonCode {
     ConflictWon,
     /// A policy rule requires a human's approval.
     ApprovalRequired,
+    /// The same action from the same agent is already waiting for approval.
+    AwaitingApproval,
     /// An approval was not answered in time; the policy's default applied.
     ApprovalTimedOut,
     /// The fleet-wide replica budget limited or refused the action.
@@ -105,6 +107,7 @@ impl ReasonCode {
             ReasonCode::ConflictLost => "conflict_lost",
             ReasonCode::ConflictWon => "conflict_won",
             ReasonCode::ApprovalRequired => "approval_required",
+            ReasonCode::AwaitingApproval => "awaiting_approval",
             ReasonCode::ApprovalTimedOut => "approval_timed_out",
             ReasonCode::ReplicaBudget => "replica_budget",
             ReasonCode::ActionBudget => "action_budget",

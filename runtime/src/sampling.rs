@@ -98,8 +98,10 @@ fn must_keep(name: &str, attributes: &[KeyValue]) -> bool {
     }
     let outcome = attr(attributes, "conclave.outcome").map(Value::as_str);
     let codes = attr(attributes, "conclave.reason.codes").map(Value::as_str);
-    // "Already runs that many" is an agent repeating itself, not a refusal worth a trace.
-    let no_change = outcome.as_deref() == Some("rejected") && codes.as_deref() == Some("no_change");
+    // "Already runs that many" and "already waiting for approval" are an agent repeating
+    // itself, not refusals worth a trace.
+    let no_change = outcome.as_deref() == Some("rejected")
+        && matches!(codes.as_deref(), Some("no_change" | "awaiting_approval"));
     let kept_outcome = outcome.is_some_and(|o| ALWAYS_KEPT.contains(&o.as_ref())) && !no_change;
     let fallback = matches!(
         attr(attributes, "conclave.fallback.used"),

@@ -106,18 +106,36 @@ fn refusals_say_what_is_wrong_and_change_nothing() {
         records.iter().all(|r| r["type"] != "override"),
         "a refused override was audited as applied"
     );
-    let decided: Vec<(String, String)> = audit_decisions(&dir.path().join("audit.jsonl"))
+    let decided: Vec<(String, String, String)> = audit_decisions(&dir.path().join("audit.jsonl"))
         .iter()
-        .map(|d| (d.id.clone(), d.outcome.name().to_string()))
+        .map(|d| {
+            let last = d
+                .reasons
+                .last()
+                .map(|r| r.code.as_str())
+                .unwrap_or_default();
+            (d.id.clone(), d.outcome.name().to_string(), last.to_string())
+        })
         .collect();
-    // The scale-up held at 10:00:10, and again when the input ended (10:00:20).
-    let want = [
-        "d-scaler-checkout-1795946410000",
-        "d-scaler-checkout-1795946420000",
-    ];
+    // The scale-up held at 10:00:10; the same proposal when the input ended (10:00:20)
+    // does not queue a second approval.
+    let row = |id: &str, outcome: &str, code: &str| {
+        (id.to_string(), outcome.to_string(), code.to_string())
+    };
     assert_eq!(
         decided,
-        want.map(|id| (id.to_string(), "pending".to_string()))
+        [
+            row(
+                "d-scaler-checkout-1795946410000",
+                "pending",
+                "approval_required"
+            ),
+            row(
+                "d-scaler-checkout-1795946420000",
+                "rejected",
+                "awaiting_approval"
+            ),
+        ]
     );
 }
 

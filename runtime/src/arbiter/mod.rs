@@ -192,6 +192,22 @@ impl Arbiter {
         let policy = &*self.policy;
         let enforce = c.mode == Mode::Enforce;
         let mut pending = None;
+        // An agent repeating a proposal that is already waiting for a human does not
+        // queue a second approval of the same action.
+        if c.is_live() && enforce {
+            let waiting = state.pending.values().find(|p| {
+                p.decision.target == c.proposal.target
+                    && p.decision.agent == c.proposal.agent
+                    && p.decision.action.as_ref() == Some(&c.action)
+            });
+            if let Some(p) = waiting {
+                let reason = format!(
+                    "`{}` ({}) is already waiting for approval (rule `{}`, until {})",
+                    p.decision.id, c.action, p.rule, p.deadline
+                );
+                c.reject(Reason::new(ReasonCode::AwaitingApproval, reason));
+            }
+        }
         if c.is_live() {
             if let Some((rule, reasons)) = approval::matching_rule(policy, state, &c) {
                 c.reasons.extend(reasons);
