@@ -74,28 +74,9 @@ fn a_corrupt_journal_stops_the_start_with_the_line_at_fault() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tokens = Tokens::make(dir.path());
     std::fs::write(dir.path().join("overrides.jsonl"), "{\"id\": \"x\"}\n").expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
-        .current_dir(crate::golden::root())
-        .args([
-            "run",
-            "--policy",
-            POLICY,
-            "--telemetry",
-            "-",
-            "--api",
-            "127.0.0.1:0",
-            "--api-tokens",
-        ])
-        .arg(&tokens.file)
-        .arg("--audit")
-        .arg(dir.path().join("audit.jsonl"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = super::refused_start(dir.path(), &tokens, &[]);
     assert_eq!(
-        stderr.trim(),
+        stderr,
         format!(
             "error: override journal `{}` line 1: missing field `kind` at line 1 column 11",
             dir.path().join("overrides.jsonl").display()

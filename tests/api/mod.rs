@@ -317,3 +317,34 @@ pub fn run_with_pending(dir: &Path, tokens: &Tokens) -> (ApiRun, String) {
         .to_string();
     (run, id)
 }
+
+/// Starts `conclave run --api` in `dir` with `extra` arguments and no input, expecting it
+/// to refuse to start; returns its stderr (trimmed).
+pub fn refused_start(dir: &Path, tokens: &Tokens, extra: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .current_dir(root())
+        .args([
+            "run",
+            "--policy",
+            POLICY,
+            "--telemetry",
+            "-",
+            "--api",
+            "127.0.0.1:0",
+            "--api-tokens",
+        ])
+        .arg(&tokens.file)
+        .arg("--audit")
+        .arg(dir.join("audit.jsonl"))
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("conclave runs");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).trim().to_string()
+}

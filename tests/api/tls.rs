@@ -133,32 +133,15 @@ fn a_bad_certificate_stops_the_start() {
     let tokens = Tokens::make(dir.path());
     let bogus = dir.path().join("cert.pem");
     std::fs::write(&bogus, "not a certificate\n").expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
-        .current_dir(crate::golden::root())
-        .args([
-            "run",
-            "--policy",
-            POLICY,
-            "--telemetry",
-            "-",
-            "--api",
-            "127.0.0.1:0",
-            "--api-tokens",
-        ])
-        .arg(&tokens.file)
-        .arg("--audit")
-        .arg(dir.path().join("audit.jsonl"))
-        .arg("--api-tls-cert")
-        .arg(&bogus)
-        .arg("--api-tls-key")
-        .arg(&bogus)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let flag = |f: &str| std::ffi::OsString::from(f);
+    let (cert, key, path) = (
+        flag("--api-tls-cert"),
+        flag("--api-tls-key"),
+        bogus.as_os_str(),
+    );
+    let stderr = super::refused_start(dir.path(), &tokens, &[&cert, path, &key, path]);
     assert_eq!(
-        stderr.trim(),
+        stderr,
         format!(
             "error: API TLS: certificate `{}` holds no certificate",
             bogus.display()
