@@ -32,7 +32,6 @@ use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{
     Aggregation, Instrument, PeriodicReader, SdkMeterProvider, Stream, Temporality,
 };
-use opentelemetry_sdk::Resource;
 
 /// The registry every command records into, and its exporter when one is configured.
 /// Dropping it exports once more and shuts the exporter down: keep it until the command
@@ -112,20 +111,6 @@ fn grpc() -> anyhow::Result<bool> {
     }
 }
 
-/// `service.name` is `conclave` unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES`
-/// says otherwise (the same rule as the traces' resource in `observability.rs`).
-fn resource() -> Resource {
-    let mut resource = Resource::builder();
-    let named_in_attributes = env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| {
-        a.split(',')
-            .any(|kv| kv.trim_start().starts_with("service.name="))
-    });
-    if env("OTEL_SERVICE_NAME").is_none() && !named_in_attributes {
-        resource = resource.with_service_name("conclave");
-    }
-    resource.build()
-}
-
 fn build(
     registry: &Arc<Metrics>,
 ) -> anyhow::Result<(SdkMeterProvider, Option<tokio::runtime::Runtime>)> {
@@ -155,7 +140,7 @@ fn build(
     })
     .build();
     let provider = SdkMeterProvider::builder()
-        .with_resource(resource())
+        .with_resource(crate::observability::resource())
         .with_reader(reader)
         .with_view(histogram_view)
         .build();

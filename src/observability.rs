@@ -166,6 +166,25 @@ fn build_provider(
             .with_http()
             .build()?
     };
+    let sampler = conclave_runtime::sampling::DecisionSampler::from_env(
+        std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+        std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler)
+        .with_resource(resource())
+        .with_batch_exporter(CountedSpanExporter {
+            inner: exporter,
+            errors_to,
+        })
+        .build();
+    Ok((provider, runtime))
+}
+
+/// The resource of everything exported (traces and metrics): `service.name` is `conclave`
+/// unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` says otherwise.
+pub(crate) fn resource() -> Resource {
     let mut resource = Resource::builder();
     let named_in_attributes = std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|a| {
         a.split(',')
@@ -174,18 +193,5 @@ fn build_provider(
     if !env_set("OTEL_SERVICE_NAME") && !named_in_attributes {
         resource = resource.with_service_name("conclave");
     }
-    let sampler = conclave_runtime::sampling::DecisionSampler::from_env(
-        std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
-        std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
-    let provider = SdkTracerProvider::builder()
-        .with_sampler(sampler)
-        .with_resource(resource.build())
-        .with_batch_exporter(CountedSpanExporter {
-            inner: exporter,
-            errors_to,
-        })
-        .build();
-    Ok((provider, runtime))
+    resource.build()
 }

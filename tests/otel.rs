@@ -77,6 +77,24 @@ pub(crate) fn get(base: &str, path: &str) -> serde_json::Value {
 }
 
 /// A span's tags as key -> value (as a string).
+/// The spans of trace `trace_id`, once Jaeger has at least `at_least` of them (it may still
+/// be indexing; up to 30 s), or what it has then.
+fn trace_spans(base: &str, trace_id: &str, at_least: usize) -> Vec<serde_json::Value> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let t = get(base, &format!("/api/traces/{trace_id}"));
+        let spans: Vec<serde_json::Value> = t["data"][0]["spans"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if spans.len() >= at_least || attempts >= 120 {
+            return spans;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 pub(crate) fn tags(span: &serde_json::Value) -> BTreeMap<String, String> {
     span["tags"]
         .as_array()
@@ -334,19 +352,7 @@ fn an_override_is_a_trace_with_the_decisions_it_settled_inside() {
         .to_owned();
     run.finish();
 
-    let mut attempts = 0;
-    let spans = loop {
-        attempts += 1;
-        let t = get(&base, &format!("/api/traces/{trace_id}"));
-        let spans: Vec<serde_json::Value> = t["data"][0]["spans"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if spans.len() >= 2 || attempts >= 120 {
-            break spans;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let spans = trace_spans(&base, &trace_id, 2);
     let root = spans
         .iter()
         .find(|s| s["operationName"] == "override approve")
@@ -451,18 +457,11 @@ fn at_ratio_zero_only_what_matters_is_traced() {
     // What the audit log names exists in Jaeger.
     for d in ds.iter().filter(|d| d.trace_id.is_some()) {
         let trace_id = d.trace_id.as_deref().unwrap_or_default();
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let t = get(&base, &format!("/api/traces/{trace_id}"));
-            if t["data"][0]["spans"]
-                .as_array()
-                .is_some_and(|s| !s.is_empty())
-            {
-                break;
-            }
-            assert!(attempts < 120, "trace {trace_id} of {} not in Jaeger", d.id);
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        let spans = trace_spans(&base, trace_id, 1);
+        assert!(
+            !spans.is_empty(),
+            "trace {trace_id} of {} not in Jaeger",
+            d.id
+        );
     }
 }

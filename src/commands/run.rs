@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use conclave_agents::{agent_specs, Catalog};
 use conclave_runtime::actuator::LogActuator;
-use conclave_runtime::api::DecisionFeed;
 use conclave_runtime::audit::{format_tail_line, AuditLine, AuditRecord, AuditWriter, FsyncPolicy};
 use conclave_runtime::bus::{BusConfig, EmbeddedBus, OverloadPolicy, Replayer, TelemetrySource};
 use conclave_runtime::metrics::Metrics;
@@ -182,19 +181,17 @@ async fn run_async(
         metrics,
     )
     .await?;
-    let feed = DecisionFeed::new(2_000);
-    let book = conclave_runtime::keda::ScaleBook::new();
-    let keda =
-        super::serve_api::start_keda(&args.api, policy.clone(), runtime.handle(), book.clone())
-            .await?;
-    let api = super::serve_api::start(
-        &args.api,
-        runtime.handle(),
-        feed.clone(),
-        clock.clone(),
-        None,
-    )
-    .await?;
+    let servers = Arc::new(
+        super::serve_api::Servers::start(
+            &args.api,
+            policy.clone(),
+            runtime.handle(),
+            clock.clone(),
+            None,
+        )
+        .await?,
+    );
+    let served = servers.clone();
     let quiet = args.quiet;
     let printer = tokio::spawn(async move {
         let mut seq = 0;
@@ -202,8 +199,7 @@ async fn run_async(
             if !quiet {
                 print_decision(&d, &mut seq);
             }
-            book.record(&d);
-            feed.push(d);
+            served.record(d);
         }
     });
 
@@ -243,11 +239,8 @@ async fn run_async(
     bus.close(TOPIC);
     let report = runtime.shutdown().await?;
     let _ = printer.await;
-    if let Some(api) = api {
-        api.shutdown().await;
-    }
-    if let Some(keda) = keda {
-        keda.shutdown().await;
+    if let Ok(servers) = Arc::try_unwrap(servers) {
+        servers.shutdown().await;
     }
     dead_letters
         .flush()

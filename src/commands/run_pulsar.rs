@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use conclave_runtime::actuator::SinkActuator;
-use conclave_runtime::api::DecisionFeed;
 use conclave_runtime::audit::{AuditWriter, FsyncPolicy};
 use conclave_runtime::bus::pulsar::{
     open_sources, spawn_control, spawn_control_publisher, ControlEvent, PulsarActionSink,
@@ -141,15 +140,20 @@ pub(crate) async fn run(
         ),
         None => None,
     };
-    let feed = DecisionFeed::new(2_000);
-    let book = conclave_runtime::keda::ScaleBook::new();
-    let keda =
-        super::serve_api::start_keda(&args.api, policy.clone(), runtime.handle(), book.clone())
-            .await?;
+    let servers = Arc::new(
+        super::serve_api::Servers::start(
+            &args.api,
+            policy.clone(),
+            runtime.handle(),
+            clock.clone(),
+            fanout,
+        )
+        .await?,
+    );
     // Every instance answers KEDA for every target: the scales the others carried out
     // arrive on the actions topic.
-    let actions_reader = match &keda {
-        Some(_) => {
+    let actions_reader = match servers.scale_book() {
+        Some(book) => {
             let mut reader = TopicReader::open_non_durable(
                 &transport,
                 &settings.actions_topic,
@@ -168,14 +172,7 @@ pub(crate) async fn run(
         }
         None => None,
     };
-    let api = super::serve_api::start(
-        &args.api,
-        runtime.handle(),
-        feed.clone(),
-        clock.clone(),
-        fanout,
-    )
-    .await?;
+    let served = servers.clone();
     let auth = match &settings.auth {
         Some(from) => format!(", token in {from}"),
         None => String::new(),
@@ -194,8 +191,7 @@ pub(crate) async fn run(
                         if !quiet {
                             print_decision(&d, &mut seq);
                         }
-                        book.record(&d);
-            feed.push(d);
+                        served.record(d);
                     }
                     None => break,
                 },
@@ -216,11 +212,8 @@ pub(crate) async fn run(
     let stats = control_sources.stats();
     control_sources.close().await;
     let _ = printer.await;
-    if let Some(api) = api {
-        api.shutdown().await;
-    }
-    if let Some(keda) = keda {
-        keda.shutdown().await;
+    if let Ok(servers) = Arc::try_unwrap(servers) {
+        servers.shutdown().await;
     }
     if let Some(reader) = actions_reader {
         reader.abort();

@@ -9,8 +9,9 @@ use anyhow::Context as _;
 use conclave_runtime::api::{
     self, ApiConfig, ApiContext, ApiServer, DecisionFeed, Fanout, TokenStore,
 };
+use conclave_runtime::keda;
 use conclave_runtime::overrides::OverrideJournal;
-use conclave_runtime::{Clock, Override, RuntimeHandle};
+use conclave_runtime::{Clock, Decision, Override, RuntimeHandle};
 
 /// `--api*` options of `conclave run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -75,17 +76,77 @@ pub fn open_journal(
     Ok((journal, restored))
 }
 
-/// Starts the API when `--api` was given; with `fanout`, acts reach the other instances.
-pub async fn start(
+/// The servers beside a running runtime (`--api`, `--keda`) and what they read decisions
+/// from. A server that was not asked for costs nothing per decision.
+pub struct Servers {
+    api: Option<(ApiServer, DecisionFeed)>,
+    keda: Option<(keda::KedaServer, keda::ScaleBook)>,
+}
+
+impl Servers {
+    /// Starts what `args` asks for; with `fanout`, API acts reach the other instances.
+    pub async fn start(
+        args: &ApiArgs,
+        policy: Arc<conclave_runtime::Policy>,
+        handle: RuntimeHandle,
+        clock: Arc<dyn Clock>,
+        fanout: Option<Fanout>,
+    ) -> anyhow::Result<Self> {
+        let keda = match args.keda {
+            Some(bind) => {
+                let book = keda::ScaleBook::new();
+                let scaler = keda::KedaScaler::new(policy, handle.clone(), book.clone());
+                let server = keda::serve(bind, scaler).await?;
+                eprintln!("keda: external scaler listening on {}", server.local_addr());
+                Some((server, book))
+            }
+            None => None,
+        };
+        let api = match args.api {
+            Some(bind) => {
+                let feed = DecisionFeed::new(2_000);
+                let server = start_api(args, bind, handle, feed.clone(), clock, fanout).await?;
+                Some((server, feed))
+            }
+            None => None,
+        };
+        Ok(Servers { api, keda })
+    }
+
+    /// The KEDA scaler's book, when it runs (fed the other instances' actions on Pulsar).
+    pub fn scale_book(&self) -> Option<&keda::ScaleBook> {
+        self.keda.as_ref().map(|(_, book)| book)
+    }
+
+    /// A decision, for the servers that read decisions.
+    pub fn record(&self, d: Decision) {
+        if let Some((_, book)) = &self.keda {
+            book.record(&d);
+        }
+        if let Some((_, feed)) = &self.api {
+            feed.push(d);
+        }
+    }
+
+    /// Ends streams and stops serving.
+    pub async fn shutdown(self) {
+        if let Some((api, _)) = self.api {
+            api.shutdown().await;
+        }
+        if let Some((keda, _)) = self.keda {
+            keda.shutdown().await;
+        }
+    }
+}
+
+async fn start_api(
     args: &ApiArgs,
+    bind: SocketAddr,
     handle: RuntimeHandle,
     feed: DecisionFeed,
     clock: Arc<dyn Clock>,
     fanout: Option<Fanout>,
-) -> anyhow::Result<Option<ApiServer>> {
-    let Some(bind) = args.api else {
-        return Ok(None);
-    };
+) -> anyhow::Result<ApiServer> {
     let tokens_path = args
         .api_tokens
         .as_ref()
@@ -99,21 +160,5 @@ pub async fn start(
     }
     let server = api::serve(&ApiConfig { bind, tls }, ctx).await?;
     eprintln!("api: listening on {scheme}://{}", server.local_addr());
-    Ok(Some(server))
-}
-
-/// Starts KEDA's external scaler when `--keda` was given; decisions go to `book`.
-pub async fn start_keda(
-    args: &ApiArgs,
-    policy: Arc<conclave_runtime::Policy>,
-    handle: RuntimeHandle,
-    book: conclave_runtime::keda::ScaleBook,
-) -> anyhow::Result<Option<conclave_runtime::keda::KedaServer>> {
-    use conclave_runtime::keda;
-    let Some(bind) = args.keda else {
-        return Ok(None);
-    };
-    let server = keda::serve(bind, keda::KedaScaler::new(policy, handle, book)).await?;
-    eprintln!("keda: external scaler listening on {}", server.local_addr());
-    Ok(Some(server))
+    Ok(server)
 }
