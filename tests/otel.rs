@@ -31,11 +31,16 @@ pub(crate) fn jaeger() -> Option<String> {
 
 /// `conclave run` on the e2e fixture with `env`, every other `OTEL_*` variable removed.
 fn run(audit: &Path, env: &[(&str, &str)]) {
+    run_policy("tests/fixtures/runtime/policy.yaml", audit, env);
+}
+
+/// [`run`] under `policy`.
+fn run_policy(policy: &str, audit: &Path, env: &[(&str, &str)]) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_conclave"));
     cmd.current_dir(root()).args([
         "run",
         "--policy",
-        "tests/fixtures/runtime/policy.yaml",
+        policy,
         "--telemetry",
         "tests/fixtures/runtime/e2e.jsonl",
         "--audit",
@@ -293,6 +298,105 @@ fn every_decision_is_a_trace_in_jaeger_with_its_id_in_the_audit_log() {
         let enacted = d.action.as_ref().map_or("none", |x| x.kind().as_str());
         assert_eq!(a.get("conclave.action").map(String::as_str), Some(enacted));
     }
+}
+
+/// The span of `trace` named `name` whose parent is `parent` (a span id).
+fn child_of<'a>(
+    spans: &'a [serde_json::Value],
+    parent: &str,
+    name: &str,
+) -> Option<&'a serde_json::Value> {
+    spans.iter().find(|s| {
+        s["operationName"] == name
+            && s["references"].as_array().is_some_and(|r| {
+                r.iter()
+                    .any(|r| r["refType"] == "CHILD_OF" && r["spanID"].as_str() == Some(parent))
+            })
+    })
+}
+
+#[test]
+fn a_model_call_is_an_execute_tool_span_under_its_agent() {
+    let Some(base) = jaeger() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit = dir.path().join("audit.jsonl");
+    let service = format!(
+        "conclave-model-{}-{}",
+        std::process::id(),
+        RealClock.now().as_millis()
+    );
+    run_policy(
+        "tests/fixtures/metrics/policy.yaml",
+        &audit,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+            ("OTEL_SERVICE_NAME", &service),
+        ],
+    );
+    // The first decision the forecast model informed.
+    let d = decisions(&audit)
+        .into_iter()
+        .find(|d| {
+            d.proposals
+                .iter()
+                .any(|p| p.agent == "scaler" && p.model.is_some() && p.fallback.is_none())
+        })
+        .expect("the predictive scaler proposes with its model");
+    let trace_id = d.trace_id.as_deref().expect("trace id");
+    // decide, negotiate, invoke_agent, extract_features, execute_tool model, actuate.
+    let spans = trace_spans(&base, trace_id, 6);
+    let root = spans
+        .iter()
+        .find(|s| is_decide_root(s))
+        .expect("the decide root");
+    let agent = child_of(
+        &spans,
+        root["spanID"].as_str().expect("id"),
+        "invoke_agent scaler",
+    )
+    .expect("invoke_agent scaler under decide");
+    let agent_id = agent["spanID"].as_str().expect("id");
+    let call = tags(
+        child_of(&spans, agent_id, "execute_tool scaler-forecast")
+            .expect("execute_tool scaler-forecast under invoke_agent scaler"),
+    );
+    for (key, want) in [
+        ("gen_ai.operation.name", "execute_tool"),
+        ("gen_ai.tool.name", "scaler-forecast"),
+        ("conclave.model.name", "scaler-forecast"),
+        ("conclave.model.version", "1.0.0"),
+        ("conclave.model.called", "true"),
+    ] {
+        assert_eq!(
+            call.get(key).map(String::as_str),
+            Some(want),
+            "{key} in {call:?}"
+        );
+    }
+    // Both fixture services have a minute of rate_in by then: one batch of two rows.
+    assert_eq!(
+        call.get("conclave.model.batch_size").map(String::as_str),
+        Some("2")
+    );
+    let latency: f64 = call
+        .get("conclave.model.latency_ms")
+        .and_then(|v| v.parse().ok())
+        .expect("latency_ms");
+    assert!(latency > 0.0, "{latency}");
+    assert!(!call.contains_key("conclave.fallback"), "{call:?}");
+    let features = tags(
+        child_of(&spans, agent_id, "extract_features").expect("extract_features under the agent"),
+    );
+    assert_eq!(
+        features.get("conclave.features.count").map(String::as_str),
+        Some("24")
+    );
+    assert_eq!(
+        features.get("conclave.features.rows").map(String::as_str),
+        Some("2")
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use conclave_runtime::policy::{AgentCatalog, SettingsProblem};
 use conclave_runtime::{AgentFactory, AgentSpec, Mode, Policy};
 
+use crate::learned::{LearnedModel, Signature};
 use crate::scope::Scope;
 use crate::{breaker, compliance, router, scaler};
 
@@ -53,13 +54,7 @@ pub fn agent_specs(policy: &Arc<Policy>) -> Result<Vec<AgentSpec>, Vec<(String, 
         {
             scaler::NAME => scaler::ScalerConfig::from_settings(settings).map(|c| {
                 let scope = Scope::new(policy.clone(), scaler::NAME);
-                // Loaded here, once per policy: every incarnation shares it, a restart
-                // does not reload it. A model that cannot be loaded is a runtime fault,
-                // not a policy error: the agent runs on its rule and says so.
-                let model = agent.model().map(scaler::ScalerModel::load);
-                if let Some(error) = model.as_ref().and_then(|m| m.error()) {
-                    tracing::warn!(agent = scaler::NAME, %error, "Model unavailable; the agent runs on its rule.");
-                }
+                let model = load_model(agent.model(), scaler::NAME, &scaler::SIGNATURE);
                 let f: AgentFactory = Arc::new(move || match &model {
                     Some(model) => Box::new(scaler::ScalerAgent::with_model(
                         c.clone(),
@@ -78,11 +73,7 @@ pub fn agent_specs(policy: &Arc<Policy>) -> Result<Vec<AgentSpec>, Vec<(String, 
             }),
             breaker::NAME => breaker::BreakerConfig::from_settings(settings).map(|c| {
                 let scope = Scope::new(policy.clone(), breaker::NAME);
-                // Loaded once per policy, as the scaler's.
-                let model = agent.model().map(breaker::BreakerModel::load);
-                if let Some(error) = model.as_ref().and_then(|m| m.error()) {
-                    tracing::warn!(agent = breaker::NAME, %error, "Model unavailable; the agent runs on its rule.");
-                }
+                let model = load_model(agent.model(), breaker::NAME, &breaker::SIGNATURE);
                 let f: AgentFactory = Arc::new(move || match &model {
                     Some(model) => Box::new(breaker::BreakerAgent::with_model(
                         c.clone(),
@@ -95,8 +86,14 @@ pub fn agent_specs(policy: &Arc<Policy>) -> Result<Vec<AgentSpec>, Vec<(String, 
             }),
             compliance::NAME => compliance::ComplianceConfig::from_settings(settings).map(|c| {
                 let scope = Scope::new(policy.clone(), compliance::NAME);
-                let f: AgentFactory = Arc::new(move || {
-                    Box::new(compliance::ComplianceAgent::new(c.clone(), scope.clone()))
+                let model = load_model(agent.model(), compliance::NAME, &compliance::SIGNATURE);
+                let f: AgentFactory = Arc::new(move || match &model {
+                    Some(model) => Box::new(compliance::ComplianceAgent::with_model(
+                        c.clone(),
+                        scope.clone(),
+                        model.clone(),
+                    )),
+                    None => Box::new(compliance::ComplianceAgent::new(c.clone(), scope.clone())),
                 });
                 (compliance::NAME, f)
             }),
@@ -112,4 +109,19 @@ pub fn agent_specs(policy: &Arc<Policy>) -> Result<Vec<AgentSpec>, Vec<(String, 
     } else {
         Err(errors)
     }
+}
+
+/// Loads an agent's model here, once per policy: every incarnation shares it, and a
+/// restart does not reload it. A model that cannot be loaded is a runtime fault, not a
+/// policy error: the agent runs on its rule and says so.
+fn load_model(
+    model: Option<&conclave_runtime::policy::ModelRef>,
+    agent: &'static str,
+    signature: &Signature,
+) -> Option<LearnedModel> {
+    let model = LearnedModel::load(model?, signature);
+    if let Some(error) = model.error() {
+        tracing::warn!(agent, %error, "Model unavailable; the agent runs on its rule.");
+    }
+    Some(model)
 }

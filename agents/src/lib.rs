@@ -9,6 +9,7 @@
 pub mod breaker;
 mod catalog;
 pub mod compliance;
+pub mod learned;
 pub mod router;
 pub mod scaler;
 mod scope;

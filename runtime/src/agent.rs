@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::action::Action;
 use crate::clock::Timestamp;
 use crate::metrics::ModelStats;
-use crate::proposal::{Factor, ModelId, Proposal};
+use crate::proposal::{Factor, Inference, ModelId, Proposal};
 use crate::target::Target;
 use crate::telemetry::{Telemetry, TelemetryKind};
 use crate::units::Confidence;
@@ -78,6 +78,8 @@ pub struct Draft {
     pub model: Option<ModelId>,
     /// Why the rule was used instead of the model, when it was.
     pub fallback: Option<String>,
+    /// The model call behind it, for its trace.
+    pub inference: Option<Arc<Inference>>,
 }
 
 /// Where an agent's proposals go. Ids are derived from agent, target and time, so they are
@@ -116,6 +118,7 @@ impl Proposals {
             fallback: d.fallback,
             at: d.at,
             trace: None,
+            inference: d.inference,
         });
     }
 
@@ -162,6 +165,7 @@ mod tests {
                 rationale: vec![factor("cpu", 0.9)],
                 model: None,
                 fallback: None,
+                inference: None,
             });
         }
         let ids: Vec<String> = p.take().into_iter().map(|p| p.id).collect();

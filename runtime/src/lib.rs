@@ -39,7 +39,7 @@ pub use clock::{Clock, RealClock, SimClock, Timestamp, TimestampError};
 pub use decision::{Decision, OnTimeout, Outcome, Reason, ReasonCode, Verdict};
 pub use overrides::{Actor, Override, OverrideKind, Role};
 pub use policy::{Mode, Policy, PolicyError};
-pub use proposal::{Factor, ModelId, Proposal, TraceContext};
+pub use proposal::{Factor, Inference, ModelId, Proposal, TraceContext};
 pub use supervision::{
     RestartPolicy, Runtime, RuntimeConfig, RuntimeError, RuntimeHandle, ShutdownReport, Tuning,
 };

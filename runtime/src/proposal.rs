@@ -1,5 +1,8 @@
 //! What an agent proposes: an action on a target, with its confidence and the why.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::action::Action;
@@ -28,6 +31,37 @@ pub struct ModelId {
     pub name: String,
     /// Model version from its metadata.
     pub version: String,
+}
+
+/// One model call behind a proposal: what its trace shows as an `execute_tool {model}`
+/// span (with a `extract_features` sibling). It is not audited: the audit log keeps
+/// `model` and `fallback`, which are the same in every run, while these timings are not.
+#[derive(Debug, Clone)]
+pub struct Inference {
+    /// The model called (or that would have been).
+    pub model: ModelId,
+    /// Rows in the batch the proposal's row was part of (targets decided together).
+    pub rows: usize,
+    /// Values per row: the model's feature count.
+    pub features: usize,
+    /// How long building the batch's feature rows took.
+    pub feature_time: Duration,
+    /// How long the model took; `None` when it was not called (no model, circuit open,
+    /// drift stop, refused input).
+    pub latency: Option<Duration>,
+    /// Why the rule decided instead, when it did.
+    pub fallback: Option<String>,
+}
+
+/// Timings are measurements of one run, not part of what a proposal says: two runs of the
+/// same input make equal proposals.
+impl PartialEq for Inference {
+    fn eq(&self, other: &Self) -> bool {
+        self.model == other.model
+            && self.rows == other.rows
+            && self.features == other.features
+            && self.fallback == other.fallback
+    }
 }
 
 /// W3C trace context that travels with a proposal so its decision joins the same trace.
@@ -66,4 +100,8 @@ pub struct Proposal {
     /// Trace context of the telemetry that led to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<TraceContext>,
+    /// The model call behind it, for its trace (never serialized).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub inference: Option<Arc<Inference>>,
 }

@@ -56,6 +56,7 @@ fn proposal(
         fallback: None,
         at,
         trace: None,
+        inference: None,
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use conclave_runtime::policy::SettingsProblem;
 use serde::Deserialize;
 
-use crate::scaler::{OnDrift, RawDrift};
+use crate::learned::{DriftSettings, RawDrift};
 use crate::settings::{parse, problem};
 
 /// resilience4j `failureRateThreshold` default, percent.
@@ -48,14 +48,6 @@ const DEFAULT_SHED_MAX_FRACTION: f64 = 0.5;
 /// Open on a predicted trip only when the model is fairly sure: at 0.8 the committed model
 /// had about 0.04 false alarm runs per service-hour on its held-out scenario (model card).
 const DEFAULT_RISK_OPEN_AT: f64 = 0.8;
-/// PSI above 0.2 is the usual "significant shift" (the scaler's default too).
-const DEFAULT_DRIFT_THRESHOLD: f64 = 0.2;
-/// Rows (one per service per 15 s bucket) in the drift window: about 4 hours of one service.
-const DEFAULT_DRIFT_WINDOW: u32 = 1_000;
-/// Rows before drift can be flagged: PSI over a handful of rows is noise.
-const DEFAULT_DRIFT_MIN_ROWS: u32 = 200;
-/// A larger drift window is a typo (and memory: one byte per feature per row).
-const MAX_DRIFT_WINDOW: u32 = 100_000;
 
 /// `spec.agents.breaker.settings`, as written. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -171,26 +163,6 @@ impl Default for RiskConfig {
     }
 }
 
-/// `settings.drift`, checked.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DriftSettings {
-    pub(super) threshold: f64,
-    pub(super) on_drift: OnDrift,
-    pub(super) window: usize,
-    pub(super) min_rows: usize,
-}
-
-impl Default for DriftSettings {
-    fn default() -> Self {
-        DriftSettings {
-            threshold: DEFAULT_DRIFT_THRESHOLD,
-            on_drift: OnDrift::Record,
-            window: DEFAULT_DRIFT_WINDOW as usize,
-            min_rows: DEFAULT_DRIFT_MIN_ROWS as usize,
-        }
-    }
-}
-
 /// Checked shedding settings; absent from [`BreakerConfig`] when `shed.enabled` is false.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShedConfig {
@@ -284,7 +256,7 @@ impl BreakerConfig {
             ),
             shed: ShedConfig::compile(p, raw.shed.unwrap_or_default()),
             risk: RiskConfig::compile(p, raw.risk.unwrap_or_default()),
-            drift: DriftSettings::compile(p, raw.drift.unwrap_or_default()),
+            drift: DriftSettings::compile(raw.drift.unwrap_or_default(), p),
         };
         if problems.is_empty() {
             Ok(config)
@@ -379,43 +351,6 @@ impl RiskConfig {
     }
 }
 
-impl DriftSettings {
-    fn compile(p: &mut Vec<SettingsProblem>, raw: RawDrift) -> DriftSettings {
-        let mut out = DriftSettings::default();
-        match raw.threshold {
-            Some(t) if t.is_finite() && t > 0.0 => out.threshold = t,
-            Some(t) => p.push(problem(
-                "drift.threshold",
-                format!("expected a PSI greater than 0, found `{t}`"),
-            )),
-            None => {}
-        }
-        if let Some(on_drift) = raw.on_drift {
-            out.on_drift = on_drift;
-        }
-        match raw.window {
-            Some(w) if (1..=MAX_DRIFT_WINDOW).contains(&w) => out.window = w as usize,
-            Some(w) => p.push(problem(
-                "drift.window",
-                format!("expected an integer in 1..={MAX_DRIFT_WINDOW}, found `{w}`"),
-            )),
-            None => {}
-        }
-        match raw.min_rows {
-            Some(m) if m >= 1 && m as usize <= out.window => out.min_rows = m as usize,
-            Some(m) => p.push(problem(
-                "drift.min_rows",
-                format!(
-                    "expected an integer in 1..={} (the window), found `{m}`",
-                    out.window
-                ),
-            )),
-            None => out.min_rows = out.min_rows.min(out.window),
-        }
-        out
-    }
-}
-
 fn percent(p: &mut Vec<SettingsProblem>, path: &str, v: Option<f64>, default: f64) -> f64 {
     match v {
         None => default,
@@ -491,6 +426,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::learned::OnDrift;
 
     #[test]
     fn null_settings_are_the_resilience4j_defaults() {
@@ -609,10 +545,10 @@ mod tests {
         assert_eq!(c.drift, DriftSettings::default());
         assert_eq!(
             (
-                c.drift.threshold,
-                c.drift.on_drift,
-                c.drift.window,
-                c.drift.min_rows
+                c.drift.threshold(),
+                c.drift.on_drift(),
+                c.drift.window(),
+                c.drift.min_rows()
             ),
             (0.2, OnDrift::Record, 1000, 200)
         );
@@ -630,13 +566,13 @@ mod tests {
         );
         // min_rows defaults to 200, but never more than the window.
         assert_eq!(
-            c.drift,
-            DriftSettings {
-                threshold: 0.5,
-                on_drift: OnDrift::Rules,
-                window: 100,
-                min_rows: 100
-            }
+            (
+                c.drift.threshold(),
+                c.drift.on_drift(),
+                c.drift.window(),
+                c.drift.min_rows()
+            ),
+            (0.5, OnDrift::Rules, 100, 100)
         );
         let c = BreakerConfig::from_settings(&json!({"risk": {"open_at": 1}})).expect("valid");
         assert_eq!((c.risk.mode(), c.risk.open_at()), (RiskMode::Act, 1.0));

@@ -14,7 +14,7 @@
 //!
 //! # The risk model (when the policy names a `model`)
 //!
-//! The catalog loads the model once per policy (`BreakerModel::load`); every incarnation
+//! The catalog loads the model once per policy (`LearnedModel::load` with [`SIGNATURE`]); every incarnation
 //! of the agent shares it. The model (`agents/models/breaker-risk.onnx`, card next to it)
 //! gives, per protected service, the probability that the rule's trip condition (a
 //! failure rate of calls to the service of 50 % or more over a minute) holds within the
@@ -75,12 +75,11 @@ use conclave_runtime::{
 };
 
 pub use config::{
-    BreakerConfig, DriftSettings, RawBreakerSettings, RawRisk, RawShedSettings, RiskConfig,
-    RiskMode, ShedConfig,
+    BreakerConfig, RawBreakerSettings, RawRisk, RawShedSettings, RiskConfig, RiskMode, ShedConfig,
 };
-pub use risk::{Assessed, BreakerModel, LoadedModel, Tally, DRIFT_EXCLUDED};
+pub use risk::{Assessed, Tally, DRIFT_EXCLUDED, SIGNATURE};
 
-use crate::scaler::Fault;
+use crate::learned::{Fault, LearnedModel};
 use crate::scope::Scope;
 use fallback::{Position, Transition};
 use features::{CallWindow, LoadHistory};
@@ -137,7 +136,7 @@ impl BreakerAgent {
 
     /// A predictive breaker: the rule plus `model`'s risk (see the module docs). The
     /// policy's `fallback` for the breaker decides what a model fault does.
-    pub fn with_model(config: BreakerConfig, scope: Scope, model: BreakerModel) -> Self {
+    pub fn with_model(config: BreakerConfig, scope: Scope, model: LearnedModel) -> Self {
         let hold_on_fault = scope
             .policy()
             .agent(NAME)
@@ -370,6 +369,7 @@ impl Agent for BreakerAgent {
             drift: drift.as_ref(),
         };
         let load_error = self.predictor.as_ref().and_then(|p| p.load_error());
+        let inference = self.predictor.as_ref().and_then(|p| p.inference());
         let act = self.config.risk.mode() == RiskMode::Act;
         for (name, st) in &mut self.services {
             let target = Target::new(name.as_str());
@@ -400,6 +400,7 @@ impl Agent for BreakerAgent {
                         rationale: d.factors,
                         model: d.model,
                         fallback: d.fault.map(|f| f.as_str().to_string()),
+                        inference: assessment.and(inference.clone()),
                     });
                 }
             }
@@ -420,6 +421,7 @@ impl Agent for BreakerAgent {
                         rationale: change.rationale,
                         model: None,
                         fallback: None,
+                        inference: None,
                     });
                 }
             }

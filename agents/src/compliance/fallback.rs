@@ -58,6 +58,7 @@ pub(super) fn decide(
         rationale: rationale.clone(),
         model: None,
         fallback: None,
+        inference: None,
     };
     let mut out = vec![draft(Action::Quarantine {
         scope: QuarantineScope::Producer(event.producer.clone()),

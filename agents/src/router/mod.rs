@@ -122,6 +122,7 @@ impl Agent for RouterAgent {
                 rationale: factors,
                 model: None,
                 fallback: None,
+                inference: None,
             });
         }
     }

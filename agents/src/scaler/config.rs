@@ -11,6 +11,7 @@ use conclave_runtime::policy::SettingsProblem;
 use conclave_runtime::telemetry::ServiceMetrics;
 use serde::Deserialize;
 
+use crate::learned::{DriftSettings, RawDrift};
 use crate::settings::{checked_duration, parse, problem};
 
 /// Kubernetes HPA default tolerance: no scaling while `|ratio - 1| <= 0.1`.
@@ -31,14 +32,6 @@ const MAX_STABILIZATION: Duration = Duration::from_secs(3600);
 const MAX_PERIOD: Duration = Duration::from_secs(1800);
 /// Longer than an hour is a typo, not a cold start or a staleness bound.
 const MAX_HOLD: Duration = Duration::from_secs(3600);
-/// PSI above 0.2 is the usual "significant shift" (and the runtime's default).
-const DEFAULT_DRIFT_THRESHOLD: f64 = 0.2;
-/// Rows (one per target per new minute) in the drift window: about 16 hours of one target.
-const DEFAULT_DRIFT_WINDOW: u32 = 1_000;
-/// Rows before drift can be flagged: PSI over a handful of rows is noise.
-const DEFAULT_DRIFT_MIN_ROWS: u32 = 200;
-/// A larger drift window is a typo (and memory: one byte per feature per row).
-const MAX_DRIFT_WINDOW: u32 = 100_000;
 
 /// The metric the scaler scales on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -139,38 +132,12 @@ impl ForecastMode {
     }
 }
 
-/// What the scaler does when its model's input features drift.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnDrift {
-    /// Record `drift_psi_max` in the rationale and go on using the model (default).
-    Record,
-    /// Stop using the model (fallback reason `drift`) until the agent restarts.
-    Rules,
-}
-
 /// `settings.forecast`, as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawForecast {
     /// `act` (default) or `report`.
     pub mode: Option<ForecastMode>,
-}
-
-/// `settings.drift`, as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDrift {
-    /// PSI above which a feature drifted, greater than 0 (default 0.2).
-    pub threshold: Option<f64>,
-    /// `record` (default) or `rules`.
-    pub on_drift: Option<OnDrift>,
-    /// Rows in the rolling window, one per target per new minute, `1..=100000`
-    /// (default 1000).
-    pub window: Option<u32>,
-    /// Rows needed before drift is flagged, `1..=window` (default 200, or the window
-    /// when smaller).
-    pub min_rows: Option<u32>,
 }
 
 /// `settings` of the scaler, as written.
@@ -287,45 +254,6 @@ impl ScalingRules {
     }
 }
 
-/// `settings.drift`, checked.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DriftSettings {
-    threshold: f64,
-    on_drift: OnDrift,
-    window: usize,
-    min_rows: usize,
-}
-
-impl DriftSettings {
-    /// PSI above which a feature drifted.
-    pub fn threshold(&self) -> f64 {
-        self.threshold
-    }
-    /// What drift does.
-    pub fn on_drift(&self) -> OnDrift {
-        self.on_drift
-    }
-    /// Rows in the rolling window.
-    pub fn window(&self) -> usize {
-        self.window
-    }
-    /// Rows needed before drift is flagged.
-    pub fn min_rows(&self) -> usize {
-        self.min_rows
-    }
-}
-
-impl Default for DriftSettings {
-    fn default() -> Self {
-        DriftSettings {
-            threshold: DEFAULT_DRIFT_THRESHOLD,
-            on_drift: OnDrift::Record,
-            window: DEFAULT_DRIFT_WINDOW as usize,
-            min_rows: DEFAULT_DRIFT_MIN_ROWS as usize,
-        }
-    }
-}
-
 /// The scaler's checked settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScalerConfig {
@@ -428,7 +356,7 @@ impl ScalerConfig {
             .forecast
             .and_then(|f| f.mode)
             .unwrap_or(ForecastMode::Act);
-        let drift = drift(raw.drift.unwrap_or_default(), &mut problems);
+        let drift = DriftSettings::compile(raw.drift.unwrap_or_default(), &mut problems);
         match target {
             Some(target) if problems.is_empty() => Ok(ScalerConfig {
                 metric,
@@ -481,41 +409,6 @@ impl ScalerConfig {
     pub fn drift(&self) -> DriftSettings {
         self.drift
     }
-}
-
-fn drift(raw: RawDrift, problems: &mut Vec<SettingsProblem>) -> DriftSettings {
-    let mut out = DriftSettings::default();
-    match raw.threshold {
-        Some(t) if t.is_finite() && t > 0.0 => out.threshold = t,
-        Some(t) => problems.push(problem(
-            "drift.threshold",
-            format!("expected a PSI greater than 0, found `{t}`"),
-        )),
-        None => {}
-    }
-    if let Some(on_drift) = raw.on_drift {
-        out.on_drift = on_drift;
-    }
-    match raw.window {
-        Some(w) if (1..=MAX_DRIFT_WINDOW).contains(&w) => out.window = w as usize,
-        Some(w) => problems.push(problem(
-            "drift.window",
-            format!("expected an integer in 1..={MAX_DRIFT_WINDOW}, found `{w}`"),
-        )),
-        None => {}
-    }
-    match raw.min_rows {
-        Some(m) if m >= 1 && m as usize <= out.window => out.min_rows = m as usize,
-        Some(m) => problems.push(problem(
-            "drift.min_rows",
-            format!(
-                "expected an integer in 1..={} (the window), found `{m}`",
-                out.window
-            ),
-        )),
-        None => out.min_rows = out.min_rows.min(out.window),
-    }
-    out
 }
 
 fn rules(
@@ -590,6 +483,7 @@ fn rules(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::learned::OnDrift;
     use crate::settings::parse_duration;
     use serde_json::json;
 

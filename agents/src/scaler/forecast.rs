@@ -5,161 +5,26 @@
 //! does as a whole.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
 use conclave_runtime::metrics::ModelStats;
 use conclave_runtime::models::scaler_features::{FEATURE_NAMES, HORIZON_MIN, STEP_SECONDS};
-use conclave_runtime::models::{
-    DriftConfig, DriftMonitor, Fallback, FeatureStats, HostOptions, LoadError, MinuteBuckets,
-    ModelHost, OrtEnvironment, ScalerFeatures, ScalerVector, N_FEATURES,
-};
-use conclave_runtime::policy::ModelRef;
-use conclave_runtime::{Factor, ModelId, SimClock, Target, Timestamp};
+use conclave_runtime::models::{Fallback, MinuteBuckets, ScalerFeatures, ScalerVector};
+use conclave_runtime::{Factor, Inference, ModelId, Target, Timestamp};
 
-use super::config::{DriftSettings, Metric, ScalerConfig};
+use super::config::{Metric, ScalerConfig};
 use super::fallback::{metric_recommendation, Bounds};
+pub use crate::learned::noted;
+use crate::learned::{Fault, Learned, LearnedModel, Signature};
 
-/// Why the rule decided alone although a model is configured: a model fault (the host's
-/// [`Fallback`] reasons) or drift with `on_drift: rules`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// The host's reason: `inference_error`, `timeout`, `non_finite_output`,
-    /// `out_of_range`, `model_unavailable`, `circuit_open`.
-    Model(Fallback),
-    /// The input features drifted from the model's reference statistics and the policy
-    /// says `on_drift: rules`.
-    Drift,
-}
-
-impl Fault {
-    /// What the proposal records as `fallback`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Fault::Model(f) => f.as_str(),
-            Fault::Drift => "drift",
-        }
-    }
-}
-
-impl fmt::Display for Fault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A loaded forecast model and the clock its circuit breaker runs on.
-#[derive(Debug, Clone)]
-pub struct LoadedModel {
-    host: Arc<ModelHost>,
-    /// The breaker's clock: set to each tick's `now` before inference, so the breaker's
-    /// cool-off is measured in decision time (event time under replay) and a replay
-    /// opens and probes the circuit at the same ticks.
-    clock: SimClock,
-    id: ModelId,
-}
-
-/// The scaler's model as the catalog loaded it: once per policy, shared (behind `Arc`s)
-/// by every incarnation of the agent, so a restart does not reload it.
-#[derive(Debug, Clone)]
-pub enum ScalerModel {
-    /// Ready for inference.
-    Loaded(LoadedModel),
-    /// The model (or ONNX Runtime) could not be loaded: the agent runs on its rule and
-    /// records `fallback: model_unavailable`.
-    Unavailable {
-        /// The load error, as text (it names the file, or `agents/training/setup.sh` when
-        /// ONNX Runtime is missing).
-        error: Arc<str>,
-    },
-}
-
-impl ScalerModel {
-    /// Loads the policy's model through the process's ONNX Runtime environment and checks
-    /// that it takes the scaler's 24 features and gives one value per row. Never fails:
-    /// a problem gives [`ScalerModel::Unavailable`] (a runtime fault, not a policy error).
-    pub fn load(model: &ModelRef) -> Self {
-        let clock = SimClock::new(Timestamp::from_millis(0));
-        let host = OrtEnvironment::global()
-            .map_err(LoadError::from)
-            .and_then(|env| {
-                ModelHost::load(env, model, HostOptions::default(), Arc::new(clock.clone()))
-            })
-            .map_err(|e| e.to_string());
-        match host {
-            Ok(host) => Self::from_host(Arc::new(host), clock, model.version()),
-            Err(error) => ScalerModel::Unavailable {
-                error: error.into(),
-            },
-        }
-    }
-
-    /// Wraps a loaded host whose breaker runs on `clock`, after checking that it is a
-    /// scaler forecast model (24 features in the scaler's order, one output per row).
-    fn from_host(host: Arc<ModelHost>, clock: SimClock, pinned: Option<&str>) -> Self {
-        if let Err(problem) = check_scaler_model(&host) {
-            return ScalerModel::Unavailable {
-                error: format!(
-                    "model `{}` is not a scaler forecast model: {problem}",
-                    host.path().display()
-                )
-                .into(),
-            };
-        }
-        let meta = host.metadata();
-        let name = meta.name().map(str::to_string).unwrap_or_else(|| {
-            host.path()
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "scaler-forecast".to_string())
-        });
-        let version = meta
-            .version()
-            .or(pinned)
-            .unwrap_or("unversioned")
-            .to_string();
-        ScalerModel::Loaded(LoadedModel {
-            host,
-            clock,
-            id: ModelId { name, version },
-        })
-    }
-
-    /// The load error, when the model is unavailable.
-    pub fn error(&self) -> Option<&str> {
-        match self {
-            ScalerModel::Loaded(_) => None,
-            ScalerModel::Unavailable { error } => Some(error),
-        }
-    }
-}
-
-fn check_scaler_model(host: &ModelHost) -> Result<(), String> {
-    if host.row_len() != N_FEATURES {
-        return Err(format!(
-            "it takes rows of {} values, the scaler computes {N_FEATURES} features",
-            host.row_len()
-        ));
-    }
-    let names = host.metadata().feature_names();
-    if !names.is_empty() && names.iter().map(String::as_str).ne(FEATURE_NAMES) {
-        return Err(format!(
-            "its feature_names {names:?} are not the scaler's {FEATURE_NAMES:?}"
-        ));
-    }
-    let per_row: i64 = host
-        .outputs()
-        .first()
-        .map(|o| o.shape.iter().skip(1).product())
-        .unwrap_or(0);
-    if per_row != 1 {
-        return Err(format!(
-            "its first output must hold one value per row, the policy declares {:?}",
-            host.outputs().first().map(|o| &o.shape)
-        ));
-    }
-    Ok(())
-}
+/// What a scaler forecast model must look like: the scaler's 24 features in order, one
+/// forecast per row.
+pub const SIGNATURE: Signature = Signature {
+    agent: "scaler",
+    kind: "scaler forecast",
+    feature_names: &FEATURE_NAMES,
+    outputs_per_row: 1,
+};
 
 /// Forecasts checked against the actual rate of their minute, since the agent started.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -317,60 +182,6 @@ pub const DRIFT_EXCLUDED: [&str; 10] = [
     "dow_cos",
 ];
 
-/// PSI of the rate-shape features (lags, averages, spread, peak) against the model's
-/// reference statistics.
-#[derive(Debug, Clone)]
-struct Drift {
-    monitor: DriftMonitor,
-    /// Column of each monitored feature in the feature vector.
-    columns: Vec<usize>,
-    row: Vec<f32>,
-}
-
-impl Drift {
-    /// `None` when the model carries no usable reference statistics.
-    fn new(host: &ModelHost, settings: DriftSettings) -> Option<Self> {
-        let meta = host.metadata();
-        let names: Vec<&str> = if meta.feature_names().is_empty() {
-            FEATURE_NAMES.to_vec()
-        } else {
-            meta.feature_names().iter().map(String::as_str).collect()
-        };
-        let mut columns = Vec::new();
-        let mut reference: Vec<FeatureStats> = Vec::new();
-        for stats in meta.reference_stats() {
-            if DRIFT_EXCLUDED.contains(&stats.name.as_str()) {
-                continue;
-            }
-            let column = names.iter().position(|n| *n == stats.name)?;
-            columns.push(column);
-            reference.push(stats.clone());
-        }
-        let config = DriftConfig {
-            window: settings.window(),
-            threshold: settings.threshold(),
-            min_rows: settings.min_rows(),
-        };
-        let monitor = DriftMonitor::new(reference, config).ok()?;
-        Some(Drift {
-            row: Vec::with_capacity(columns.len()),
-            monitor,
-            columns,
-        })
-    }
-
-    fn observe(&mut self, features: &[f32; N_FEATURES]) {
-        self.row.clear();
-        self.row.extend(
-            self.columns
-                .iter()
-                .map(|c| features.get(*c).copied().unwrap_or(0.0)),
-        );
-        // Features are finite by construction and the width is the monitor's own.
-        let _ = self.monitor.observe(&self.row);
-    }
-}
-
 /// What the model said about one target at one tick.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Forecasted {
@@ -397,44 +208,32 @@ pub struct TargetOutcome {
 /// forecasts, drift) belongs to the instance and starts over when the agent restarts.
 #[derive(Debug)]
 pub struct Predictor {
-    model: ScalerModel,
-    drift: Option<Drift>,
-    /// Set when drift switched the model off (`on_drift: rules`). Only a restart clears
-    /// it today; a human clearing it comes with the operator API.
-    stopped: Option<Fault>,
-    stop_on_drift: bool,
+    learned: Learned,
     targets: BTreeMap<Target, TargetForecast>,
-    batch: Vec<f32>,
 }
 
 impl Predictor {
     /// A predictor for `model` under `config`'s drift settings.
-    pub fn new(model: ScalerModel, config: &ScalerConfig) -> Self {
-        let drift = match &model {
-            ScalerModel::Loaded(m) => Drift::new(&m.host, config.drift()),
-            ScalerModel::Unavailable { .. } => None,
-        };
+    pub fn new(model: LearnedModel, config: &ScalerConfig) -> Self {
         Predictor {
-            model,
-            drift,
-            stopped: None,
-            stop_on_drift: config.drift().on_drift() == super::config::OnDrift::Rules,
+            learned: Learned::new(model, &SIGNATURE, config.drift(), &DRIFT_EXCLUDED),
             targets: BTreeMap::new(),
-            batch: Vec::new(),
         }
     }
 
     /// The model's id, when it is loaded.
     pub fn model_id(&self) -> Option<&ModelId> {
-        match &self.model {
-            ScalerModel::Loaded(m) => Some(&m.id),
-            ScalerModel::Unavailable { .. } => None,
-        }
+        self.learned.model_id()
     }
 
     /// The model's load error, when it is unavailable.
     pub fn load_error(&self) -> Option<&str> {
-        self.model.error()
+        self.learned.load_error()
+    }
+
+    /// The last model call, for the trace of the proposals it informed.
+    pub fn inference(&self) -> Option<Arc<Inference>> {
+        self.learned.inference()
     }
 
     /// Takes `rate_in` from a metrics message of a target in scope.
@@ -454,8 +253,8 @@ impl Predictor {
     /// monitor, and calls the model **once** for the batch. Outcomes are in `live`'s
     /// order. A failed call fails every row of the batch with its reason.
     pub fn forecast(&mut self, now: Timestamp, live: &[&Target]) -> Vec<TargetOutcome> {
+        self.learned.begin_features();
         let mut vectors: Vec<Option<ScalerVector>> = Vec::with_capacity(live.len());
-        let mut drift_fed = false;
         for target in live {
             let Some(state) = self.targets.get_mut(*target) else {
                 vectors.push(None);
@@ -463,40 +262,20 @@ impl Predictor {
             };
             let v = state.vector(now);
             // Drift sees each minute's row once, however many ticks a minute has.
-            if let (Some(v), Some(drift)) = (&v, self.drift.as_mut()) {
+            if let Some(v) = &v {
                 if state.drift_fed.is_none_or(|fed| v.now_unix > fed) {
                     state.drift_fed = Some(v.now_unix);
-                    drift.observe(&v.features);
-                    drift_fed = true;
+                    self.learned.observe_drift(&v.features);
                 }
             }
             vectors.push(v);
         }
-        if drift_fed {
-            self.publish_drift();
+        self.learned.start_batch();
+        for v in vectors.iter().flatten() {
+            self.learned.push_row(&v.features);
         }
-        if self.stop_on_drift && self.stopped.is_none() && self.drifted() {
-            self.stopped = Some(Fault::Drift);
-        }
-
         let rows = vectors.iter().filter(|v| v.is_some()).count();
-        let result: Result<Vec<f32>, Fault> = match (&self.model, self.stopped) {
-            (ScalerModel::Unavailable { .. }, _) => Err(Fault::Model(Fallback::ModelUnavailable)),
-            (_, Some(fault)) => Err(fault),
-            (ScalerModel::Loaded(_), None) if rows == 0 => Ok(Vec::new()),
-            (ScalerModel::Loaded(m), None) => {
-                self.batch.clear();
-                for v in vectors.iter().flatten() {
-                    self.batch.extend_from_slice(&v.features);
-                }
-                m.clock.set(now);
-                match m.host.infer(&self.batch, rows) {
-                    Ok(out) if out.len() == rows => Ok(out),
-                    Ok(_) => Err(Fault::Model(Fallback::InferenceError)),
-                    Err(e) => Err(Fault::Model(e.fallback())),
-                }
-            }
-        };
+        let result = self.learned.infer(now, rows);
 
         let mut outputs = result.as_ref().ok().map(|o| o.iter());
         let mut outcomes = Vec::with_capacity(live.len());
@@ -504,11 +283,7 @@ impl Predictor {
             let forecasted = match (&result, v) {
                 // Without a model, or with the model switched off, every proposal says
                 // so, features or not; a failed call concerns the rows it was given.
-                (Err(f), _)
-                    if matches!(f, Fault::Drift | Fault::Model(Fallback::ModelUnavailable)) =>
-                {
-                    Forecasted::Fault(*f)
-                }
+                (Err(f), _) if f.is_standing() => Forecasted::Fault(*f),
                 (Err(f), Some(_)) => Forecasted::Fault(*f),
                 (_, None) => Forecasted::Warming,
                 (Ok(_), Some(v)) => match outputs.as_mut().and_then(Iterator::next) {
@@ -534,56 +309,12 @@ impl Predictor {
 
     /// The model's figures, when it is loaded (for the runtime's metrics).
     pub fn stats(&self) -> Option<Arc<ModelStats>> {
-        match &self.model {
-            ScalerModel::Loaded(m) => Some(m.host.stats().clone()),
-            ScalerModel::Unavailable { .. } => None,
-        }
-    }
-
-    /// Hands the drift monitor's PSI per feature to the model's metrics, once the window
-    /// holds the rows drift is judged on (PSI over a handful of rows is noise).
-    fn publish_drift(&self) {
-        let (ScalerModel::Loaded(m), Some(drift)) = (&self.model, &self.drift) else {
-            return;
-        };
-        if drift.monitor.rows() < drift.monitor.config().min_rows {
-            return;
-        }
-        let report = drift.monitor.report();
-        m.host
-            .stats()
-            .set_drift(report.features.iter().map(|f| (f.name.as_str(), f.psi)));
-    }
-
-    fn drifted(&self) -> bool {
-        self.drift
-            .as_ref()
-            .is_some_and(|d| d.monitor.report().drifted)
+        self.learned.stats()
     }
 
     /// `drift_psi_max` while the features drifted (the largest PSI, naming its feature).
     pub fn drift_factor(&self) -> Option<Factor> {
-        let drift = self.drift.as_ref()?;
-        let report = drift.monitor.report();
-        if !report.drifted {
-            return None;
-        }
-        let worst = report.worst()?;
-        Some(noted(
-            "drift_psi_max",
-            worst.psi,
-            &format!(
-                "`{}` drifted: PSI over {} rows above {}{}",
-                worst.name,
-                report.rows,
-                drift.monitor.config().threshold,
-                if self.stopped == Some(Fault::Drift) {
-                    "; model switched off until the agent restarts (on_drift: rules)"
-                } else {
-                    "; recorded only (on_drift: record)"
-                }
-            ),
-        ))
+        self.learned.drift_factor()
     }
 }
 
@@ -668,15 +399,6 @@ pub fn combine(current: u32, reactive: u32, forecast: u32) -> (u32, Combined) {
         (forecast, Combined::SofterScaleIn)
     } else {
         (reactive, Combined::Reactive)
-    }
-}
-
-/// A factor with a note.
-pub fn noted(name: &str, value: f64, note: &str) -> Factor {
-    Factor {
-        name: name.to_string(),
-        value,
-        note: Some(note.to_string()),
     }
 }
 

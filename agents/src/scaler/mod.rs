@@ -19,7 +19,7 @@
 //!
 //! # The forecast (when the policy names a `model`)
 //!
-//! The catalog loads the model once per policy (`ScalerModel::load`); every incarnation
+//! The catalog loads the model once per policy (`LearnedModel::load` with [`SIGNATURE`]); every incarnation
 //! of the agent shares it. The model (`agents/models/scaler-forecast.onnx`, card next to
 //! it) predicts the p90 of a target's arrival rate [`HORIZON_MIN`] = 10 minutes ahead, as
 //! a ratio to the current level `D`.
@@ -98,18 +98,18 @@ use conclave_runtime::{factor, Timestamp};
 use conclave_runtime::{Action, Agent, Confidence, Draft, Factor, ModelId, Proposals, Target};
 
 pub use config::{
-    DriftSettings, ForecastMode, Metric, OnDrift, PolicyKind, RawBehavior, RawDrift, RawForecast,
-    RawScalerSettings, RawScalingPolicy, RawScalingRules, ScalerConfig, ScalingPolicy,
-    ScalingRules, SelectPolicy,
+    ForecastMode, Metric, PolicyKind, RawBehavior, RawForecast, RawScalerSettings,
+    RawScalingPolicy, RawScalingRules, ScalerConfig, ScalingPolicy, ScalingRules, SelectPolicy,
 };
-pub use forecast::{Fault, LoadedModel, ScalerModel, DRIFT_EXCLUDED};
+pub use forecast::{DRIFT_EXCLUDED, SIGNATURE};
 
 // Settings durations, shared with the router until `settings.rs` offers them.
 
+use crate::learned::{noted, Fault, LearnedModel};
 use crate::scope::Scope;
 use fallback::{Bounds, Recommendation};
 use features::{Reading, TargetWindow};
-use forecast::{combine, forecast_replicas, noted, Combined, Forecasted, Predictor, TargetOutcome};
+use forecast::{combine, forecast_replicas, Combined, Forecasted, Predictor, TargetOutcome};
 
 /// The scaler's catalog name.
 pub const NAME: &str = "scaler";
@@ -153,7 +153,7 @@ impl ScalerAgent {
 
     /// A predictive scaler: the rule plus `model`'s forecast (see the module docs). The
     /// policy's `fallback` for the scaler decides what a model fault does.
-    pub fn with_model(config: ScalerConfig, scope: Scope, model: ScalerModel) -> Self {
+    pub fn with_model(config: ScalerConfig, scope: Scope, model: LearnedModel) -> Self {
         let hold_on_fault = scope
             .policy()
             .agent(NAME)
@@ -388,6 +388,7 @@ impl Agent for ScalerAgent {
         let drift = self.predictor.as_ref().and_then(Predictor::drift_factor);
         let model_id = self.predictor.as_ref().and_then(Predictor::model_id);
         let load_error = self.predictor.as_ref().and_then(Predictor::load_error);
+        let inference = self.predictor.as_ref().and_then(Predictor::inference);
         for (target, window) in &mut self.targets {
             let Some(reading) = fresh(window, now, stale_after) else {
                 continue;
@@ -440,6 +441,7 @@ impl Agent for ScalerAgent {
                 rationale: decision.factors,
                 model: decision.model,
                 fallback: decision.fault.map(|f| f.as_str().to_string()),
+                inference: outcome.as_ref().and(inference.clone()),
             });
         }
     }

@@ -71,6 +71,7 @@ fn prop(id: &str, agent: &str, target: &str, action: Action) -> Proposal {
         fallback: None,
         at: t(0),
         trace: None,
+        inference: None,
     }
 }
 

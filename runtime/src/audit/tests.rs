@@ -74,6 +74,7 @@ fn scale_proposal() -> Proposal {
         fallback: None,
         at: ts("2026-11-29T07:59:58Z"),
         trace: None,
+        inference: None,
     }
 }
 
@@ -145,6 +146,7 @@ fn router_decision(n: u32) -> Decision {
         fallback: Some("model `route-gbm` timed out after 50ms".into()),
         at: ts("2026-11-29T08:00:10Z"),
         trace: None,
+        inference: None,
     };
     Decision {
         id: format!("d-p-r{n}"),

@@ -680,23 +680,42 @@ impl ModelHost {
     /// agent records. Every error but [`InferenceError::Input`] and
     /// [`InferenceError::CircuitOpen`] counts against the circuit.
     pub fn infer(&self, input: &[f32], rows: usize) -> Result<Vec<f32>, InferenceError> {
-        self.check_input(input, rows)?;
-        if rows == 0 {
-            return Ok(Vec::new());
+        self.infer_timed(input, rows).0
+    }
+
+    /// [`infer`](Self::infer), and how long the model took when it was called (`None`
+    /// when the input was refused, the batch was empty or the circuit was open), for the
+    /// caller's trace.
+    pub fn infer_timed(
+        &self,
+        input: &[f32],
+        rows: usize,
+    ) -> (Result<Vec<f32>, InferenceError>, Option<Duration>) {
+        if let Err(e) = self.check_input(input, rows) {
+            return (Err(e), None);
         }
-        lock(&self.breaker)
-            .admit(self.clock.now())
-            .map_err(|until| InferenceError::CircuitOpen { until })?;
+        if rows == 0 {
+            return (Ok(Vec::new()), None);
+        }
+        if let Err(until) = lock(&self.breaker).admit(self.clock.now()) {
+            return (Err(InferenceError::CircuitOpen { until }), None);
+        }
         let started = self.timer.monotonic();
         let result = self.run(input, rows);
-        self.stats
-            .record_inference(self.timer.monotonic().saturating_sub(started));
+        let took = self.timer.monotonic().saturating_sub(started);
+        self.stats.record_inference(took);
         let mut breaker = lock(&self.breaker);
         match &result {
             Ok(_) => breaker.record_success(),
             Err(_) => breaker.record_failure(self.clock.now()),
         }
-        result
+        (result, Some(took))
+    }
+
+    /// The clock inference is timed on (callers time their feature work on it too, so
+    /// agents never read the wall clock themselves).
+    pub fn timer(&self) -> &Arc<dyn Clock> {
+        &self.timer
     }
 
     /// [`infer`](Self::infer) on rows of `F` values.

@@ -197,6 +197,7 @@ fn run_step(
             fallback: p.fallback.clone(),
             at: now,
             trace: None,
+            inference: None,
         })
         .collect();
     decisions.extend(arbiter.decide(state, now, proposals));

@@ -472,10 +472,51 @@ mod otel {
                 if let Some(f) = &p.fallback {
                     child.record("conclave.fallback", f.as_str());
                 }
+                if let Some(i) = &p.inference {
+                    inference(&child, i);
+                }
             }
             roots.push(root);
         }
         roots
+    }
+
+    /// The model behind a proposal: `extract_features` (how many rows and values, how
+    /// long building them took) and `execute_tool {model}` (the call: batch size, latency,
+    /// and the fallback when the rule decided instead). The agent ran both before the
+    /// window closed; their durations are attributes, since the spans are made here.
+    fn inference(agent: &tracing::Span, i: &crate::proposal::Inference) {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        let _features = tracing::info_span!(
+            target: "conclave::decision",
+            parent: agent,
+            "extract_features",
+            otel.name = "extract_features",
+            conclave.features.rows = i.rows,
+            conclave.features.count = i.features,
+            conclave.features.duration_ms = ms(i.feature_time),
+        );
+        let call = tracing::info_span!(
+            target: "conclave::decision",
+            parent: agent,
+            "execute_tool",
+            otel.name = %format_args!("execute_tool {}", i.model.name),
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = %i.model.name,
+            gen_ai.tool.type = "function",
+            conclave.model.name = %i.model.name,
+            conclave.model.version = %i.model.version,
+            conclave.model.batch_size = i.rows,
+            conclave.model.called = i.latency.is_some(),
+            conclave.model.latency_ms = tracing::field::Empty,
+            conclave.fallback = tracing::field::Empty,
+        );
+        if let Some(l) = i.latency {
+            call.record("conclave.model.latency_ms", ms(l));
+        }
+        if let Some(f) = &i.fallback {
+            call.record("conclave.fallback", f.as_str());
+        }
     }
 
     /// The arbiter's part: how many proposals it weighed, which rules spoke (reason codes

@@ -83,6 +83,7 @@ impl Agent for Doubler {
                 rationale: vec![factor("replicas", f64::from(replicas))],
                 model: None,
                 fallback: None,
+                inference: None,
             });
         }
     }
