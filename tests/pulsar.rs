@@ -962,6 +962,30 @@ fn a_published_message_is_traced_from_send_to_process() {
         Some("producer"),
         "{s:?}"
     );
+    // The decision of the message's window links to the message's receive span.
+    let start = clock.now();
+    let decide = loop {
+        if let Some(s) = spans_of(&svc_run, "decide svc-t").into_iter().next() {
+            break s;
+        }
+        assert!(
+            clock.now().since(start) < Duration::from_secs(30),
+            "no `decide svc-t` span in Jaeger"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let fed = decide["references"].as_array().is_some_and(|r| {
+        r.iter().any(|r| {
+            r["refType"] == "FOLLOWS_FROM"
+                && r["traceID"] == process["traceID"]
+                && r["spanID"] == process["spanID"]
+        })
+    });
+    assert!(
+        fed,
+        "decide links to the receive span of the message that fed it: {}",
+        decide["references"]
+    );
 }
 
 #[test]

@@ -29,6 +29,7 @@ pub mod sampling;
 pub mod supervision;
 mod target;
 pub mod telemetry;
+mod trace_context;
 mod units;
 
 pub use action::{Action, ActionKind, BreakerState, QuarantineScope, Severity};

@@ -247,6 +247,7 @@ impl Producer {
             topic: self.topic.name.clone(),
             key: Some(key.to_string()),
             payload,
+            trace: None,
         });
         self.push(p, item).await
     }

@@ -32,6 +32,9 @@ pub struct RawMessage {
     pub key: Option<String>,
     /// The payload, untouched.
     pub payload: Bytes,
+    /// W3C `traceparent` of the transport's receive span (Pulsar's `process {topic}`),
+    /// when it is traced: the decisions of the message's window link to it.
+    pub trace: Option<Arc<str>>,
 }
 
 /// What a source yields: messages, and watermarks that say how far event time has got.

@@ -39,6 +39,8 @@ pub(crate) enum ArbiterMsg {
         at: Timestamp,
         replicas: Vec<(Target, u32)>,
         seen: Vec<Target>,
+        /// `traceparent`s of the receive spans of the window's traced messages, per target.
+        links: BTreeMap<Target, Vec<Arc<str>>>,
     },
     /// An agent was retired: stop waiting for it.
     AgentRetired(&'static str),
@@ -73,6 +75,7 @@ struct Window {
     proposals: Vec<Proposal>,
     replicas: Vec<(Target, u32)>,
     seen: BTreeSet<Target>,
+    links: BTreeMap<Target, Vec<Arc<str>>>,
 }
 
 pub(crate) struct ArbiterHostState {
@@ -110,7 +113,7 @@ impl ArbiterHostState {
                     .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
             }
             let decisions = self.args.arbiter.decide(&mut self.state, at, w.proposals);
-            self.publish(decisions, None);
+            self.publish(decisions, None, &w.links);
             self.decided_through = Some(at);
         }
         self.publish_view();
@@ -151,7 +154,7 @@ impl ArbiterHostState {
             role = o.by.role.as_str(),
             "Override applied."
         );
-        let decisions = self.publish(decisions, Some(o));
+        let decisions = self.publish(decisions, Some(o), &BTreeMap::new());
         self.publish_view();
         Ok(decisions)
     }
@@ -207,6 +210,7 @@ impl ArbiterHostState {
         &mut self,
         decisions: Vec<Decision>,
         preceded_by: Option<Override>,
+        links: &BTreeMap<Target, Vec<Arc<str>>>,
     ) -> Vec<Decision> {
         if decisions.is_empty() && preceded_by.is_none() {
             DecisionsMade { decisions: &[] }.emit(&self.args.counters);
@@ -225,11 +229,15 @@ impl ArbiterHostState {
                 self.args.arbiter.policy(),
                 &self.state,
                 parent.as_ref(),
+                links,
             );
             (decisions, spans)
         };
         #[cfg(not(feature = "otel"))]
-        let spans = vec![tracing::Span::none(); decisions.len()];
+        let spans = {
+            let _ = links;
+            vec![tracing::Span::none(); decisions.len()]
+        };
         DecisionsMade {
             decisions: &decisions,
         }
@@ -310,7 +318,12 @@ impl Actor for ArbiterActor {
                 w.proposals.extend(proposals);
                 s.close_ready_windows();
             }
-            ArbiterMsg::ReplicasObserved { at, replicas, seen } => {
+            ArbiterMsg::ReplicasObserved {
+                at,
+                replicas,
+                seen,
+                links,
+            } => {
                 if s.is_decided(at) {
                     // Only possible with no live agent left: the window already closed
                     // on another partition's report.
@@ -319,6 +332,9 @@ impl Actor for ArbiterActor {
                 let w = s.windows.entry(at).or_default();
                 w.replicas.extend(replicas);
                 w.seen.extend(seen);
+                for (target, mut l) in links {
+                    w.links.entry(target).or_default().append(&mut l);
+                }
                 s.close_ready_windows();
             }
             ArbiterMsg::AgentRetired(agent) => {
@@ -349,6 +365,9 @@ impl Actor for ArbiterActor {
 /// outcomes only: never values from events.
 #[cfg(feature = "otel")]
 mod otel {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
     use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -356,6 +375,7 @@ mod otel {
     use crate::decision::Decision;
     use crate::overrides::{Override, OverrideKind};
     use crate::policy::{Mode, Policy};
+    use crate::target::Target;
 
     /// The agent's mode at `d.at`: a human's `set_mode` in force, else the policy's.
     fn mode(policy: &Policy, state: &ArbiterState, d: &Decision) -> Mode {
@@ -409,6 +429,7 @@ mod otel {
         policy: &Policy,
         state: &ArbiterState,
         parent: Option<&tracing::Span>,
+        links: &BTreeMap<Target, Vec<Arc<str>>>,
     ) -> Vec<tracing::Span> {
         let mut roots = Vec::with_capacity(decisions.len());
         for d in decisions.iter_mut() {
@@ -449,6 +470,14 @@ mod otel {
                 continue;
             };
             d.trace_id = Some(format!("{trace_id:032x}"));
+            // Where the window's telemetry came from: the receive spans of its messages.
+            let received = links.get(&d.target).map_or(&[][..], Vec::as_slice);
+            for cx in received
+                .iter()
+                .filter_map(|l| crate::trace_context::parse(l))
+            {
+                root.add_link(cx);
+            }
             negotiation(&root, d);
             for p in &d.proposals {
                 let child = tracing::info_span!(

@@ -24,6 +24,9 @@ use crate::telemetry::{DeadLetter, DeadLetterSink, Decoder, Telemetry};
 /// ahead (a producer's clock gone wrong) closes one window at the last boundary instead
 /// of flooding agents with empty windows.
 const MAX_TICKS_PER_WATERMARK: i64 = 10_000;
+/// A decision links to at most this many of its window's messages per partition: the
+/// first ones say where the window's telemetry came from; hundreds of links would not.
+const MAX_LINKS_PER_TARGET: usize = 8;
 
 /// Consumes one partition.
 pub(crate) struct IngressActor;
@@ -61,6 +64,8 @@ pub(crate) struct IngressState {
     last_tick: Option<Timestamp>,
     replicas: BTreeMap<Target, u32>,
     seen: BTreeSet<Target>,
+    /// Receive spans of this window's messages, per target (only for traced messages).
+    links: BTreeMap<Target, Vec<Arc<str>>>,
 }
 
 impl IngressState {
@@ -85,6 +90,12 @@ impl IngressState {
                         None => {
                             self.replicas.insert(Target::new(&sm.service), sm.replicas);
                         }
+                    }
+                }
+                if let Some(trace) = m.trace {
+                    let links = self.links.entry(t.target()).or_default();
+                    if links.len() < MAX_LINKS_PER_TARGET {
+                        links.push(trace);
                     }
                 }
                 self.topic.get_or_insert_with(|| m.topic.clone());
@@ -146,11 +157,17 @@ impl IngressState {
         self.flush_batch().await;
         let replicas = std::mem::take(&mut self.replicas).into_iter().collect();
         let seen = std::mem::take(&mut self.seen).into_iter().collect();
+        let links = std::mem::take(&mut self.links);
         // The arbiter host lives as long as the ingress; see `ArbiterMsg::ReplicasObserved`.
         let _ = self
             .args
             .arbiter
-            .send_message(ArbiterMsg::ReplicasObserved { at, replicas, seen });
+            .send_message(ArbiterMsg::ReplicasObserved {
+                at,
+                replicas,
+                seen,
+                links,
+            });
         self.send_all(|partition| InboxItem::Tick { partition, at })
             .await;
     }
@@ -215,6 +232,7 @@ impl Actor for IngressActor {
             last_tick: None,
             replicas: BTreeMap::new(),
             seen: BTreeSet::new(),
+            links: BTreeMap::new(),
         })
     }
 

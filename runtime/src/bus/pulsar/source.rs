@@ -365,6 +365,7 @@ impl Driver {
             topic: Arc::from(topic.as_str()),
             key,
             payload: bytes::Bytes::from(payload.data),
+            trace: super::trace_context::traceparent_of(&span).map(Arc::from),
         };
         // The span covers handing the message to the runtime (ingress takes it from here).
         if out
