@@ -126,6 +126,14 @@ enum DecisionsCommand {
         #[arg(long)]
         outcome: Option<String>,
     },
+    /// The gap between each agent's model and its rule: how often the rule alone would
+    /// have proposed the same, by how much they differ, the latest disagreements, and
+    /// the proposals the rule made because the model could not be used.
+    Gap {
+        /// The audit log (a shadow run's, or a live one's).
+        #[arg(long, default_value = "target/demo/audit.jsonl")]
+        log: PathBuf,
+    },
     /// Compare two audit logs' decisions by id (e.g. a replay of recorded telemetry
     /// under a new policy against the original run); exit 1 when they differ.
     Diff {
@@ -197,6 +205,7 @@ fn main() -> ExitCode {
             };
             commands::decisions::tail(&log, lines, follow, filter)
         }
+        Command::Decisions(DecisionsCommand::Gap { log }) => commands::decisions::gap(&log),
         Command::Decisions(DecisionsCommand::Diff { old, new }) => {
             commands::decisions::diff(&old, &new)
         }

@@ -190,3 +190,115 @@ fn every_shipped_scenario_and_its_policy_load() {
             .unwrap_or_else(|e| panic!("{name}: its policy: {e:?}"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_fault_is_rehearsed_and_the_rule_takes_over_for_its_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = scenario::load(
+        &root().join("tests/fixtures/model-fault/scenario.yaml"),
+        &root().join("simulations/traces"),
+    )
+    .expect("scenario");
+    let policy = Arc::new(conclave_agents::load_policy(&s.policy).expect("policy"));
+    let r = simulate(
+        &s,
+        &policy,
+        &[RunKind::Policy],
+        dir.path(),
+        None,
+        &|_, _| {},
+    )
+    .await
+    .expect("simulate");
+    // The fault: 11:20:00 to 11:25:00 (minutes 20 to 25 of the run).
+    let (from, until) = (
+        s.start.plus(std::time::Duration::from_secs(1200)),
+        s.start.plus(std::time::Duration::from_secs(1500)),
+    );
+    let mut inside: Vec<String> = Vec::new();
+    let mut outside = 0;
+    for d in crate::golden::audit_decisions(&dir.path().join("policy-audit.jsonl")) {
+        for p in d.proposals.iter().filter(|p| p.agent == "scaler") {
+            if (from..until).contains(&p.at) {
+                inside.push(p.fallback.clone().unwrap_or_default());
+            } else {
+                outside += 1;
+                assert_eq!(p.fallback, None, "{} outside the fault", p.id);
+                // Once a minute of rate_in is in, the forecast informs every proposal.
+                if p.at >= s.start.plus(std::time::Duration::from_secs(60)) {
+                    assert!(p.model.is_some(), "{} used the model", p.id);
+                }
+            }
+        }
+    }
+    assert!(outside > 0, "the scaler proposed outside the fault");
+    // Three timeouts open the model's circuit; then it is probed, times out again, and
+    // is skipped while open.
+    assert_eq!(
+        inside.first().map(String::as_str),
+        Some("timeout"),
+        "{inside:?}"
+    );
+    assert!(
+        inside.iter().all(|f| f == "timeout" || f == "circuit_open"),
+        "{inside:?}"
+    );
+    assert!(inside.iter().any(|f| f == "circuit_open"), "{inside:?}");
+    // The report counts exactly what the audit log holds.
+    let count = |reason: &str| inside.iter().filter(|f| *f == reason).count() as u64;
+    let expected: std::collections::BTreeMap<String, u64> = [
+        ("scaler: circuit_open".to_string(), count("circuit_open")),
+        ("scaler: timeout".to_string(), count("timeout")),
+    ]
+    .into();
+    assert_eq!(r.runs[0].totals.model_fallbacks, expected);
+
+    // `conclave decisions gap` over the same log: the fallbacks by reason, and every
+    // model-informed proposal compared with the rule's answer it carries.
+    let log = dir.path().join("policy-audit.jsonl");
+    let scan = conclave_runtime::audit::AuditReader::read_all(&log).expect("audit");
+    let gap = conclave_runtime::audit::GapReport::from_lines(&scan.lines);
+    let scaler = gap.agents.get("scaler").expect("the scaler had a model");
+    let fallbacks: std::collections::BTreeMap<String, u64> = [
+        ("circuit_open".to_string(), count("circuit_open")),
+        ("timeout".to_string(), count("timeout")),
+    ]
+    .into();
+    assert_eq!(scaler.fallbacks, fallbacks);
+    let decisions = crate::golden::audit_decisions(&log);
+    let with_model: Vec<_> = decisions
+        .iter()
+        .flat_map(|d| &d.proposals)
+        .filter(|p| p.agent == "scaler" && p.model.is_some())
+        .collect();
+    assert!(
+        with_model.iter().all(|p| p.rule.is_some()),
+        "every model proposal carries the rule's answer"
+    );
+    assert_eq!(scaler.compared, with_model.len() as u64);
+    assert!(
+        scaler.compared > 0,
+        "the model informed proposals outside the fault"
+    );
+    let agreed = with_model
+        .iter()
+        .filter(|p| p.rule.as_ref() == Some(&p.action))
+        .count() as u64;
+    assert_eq!(scaler.agreed, agreed);
+    assert!(scaler.disagreements.iter().all(|x| x.model != x.rule));
+    let first = gap.render().lines().next().map(str::to_owned);
+    assert_eq!(
+        first.as_deref(),
+        Some(
+            format!(
+                "scaler: {} proposals with a model; the rule alone would have proposed the same {} ({:.1} %), something else {} ({:.1} %)",
+                scaler.compared,
+                agreed,
+                100.0 * agreed as f64 / scaler.compared as f64,
+                scaler.compared - agreed,
+                100.0 * (scaler.compared - agreed) as f64 / scaler.compared as f64
+            )
+            .as_str()
+        )
+    );
+}

@@ -98,14 +98,74 @@ fn model_block(path: &std::path::Path, version: Option<&str>, io: (&str, &str)) 
 }
 
 fn scaler_model_block() -> String {
+    learned_model_block(&MODELS[0])
+}
+
+/// One committed model: file, features per row, output name, what it predicts.
+struct Committed {
+    file: &'static str,
+    features: usize,
+    output: &'static str,
+    says: &'static str,
+}
+
+/// Every agent's committed model; the scaler's first.
+const MODELS: [Committed; 4] = [
+    Committed {
+        file: "scaler-forecast.onnx",
+        features: 24,
+        output: "p90_ratio",
+        says: "p90 rate ratio",
+    },
+    Committed {
+        file: "breaker-risk.onnx",
+        features: 21,
+        output: "risk",
+        says: "trip probability",
+    },
+    Committed {
+        file: "router-latency.onnx",
+        features: 23,
+        output: "latency_ms",
+        says: "backend latency",
+    },
+    Committed {
+        file: "compliance-fraud.onnx",
+        features: 9,
+        output: "fraud",
+        says: "fraud score",
+    },
+];
+
+fn learned_model_block(m: &Committed) -> String {
     model_block(
-        &model_path("scaler-forecast.onnx"),
+        &model_path(m.file),
         Some("1.0.0"),
         (
-            "{name: features, type: float32, shape: [-1, 24]}",
-            "{name: p90_ratio, type: float32, shape: [-1, 1]}",
+            &format!(
+                "{{name: features, type: float32, shape: [-1, {}]}}",
+                m.features
+            ),
+            &format!("{{name: {}, type: float32, shape: [-1, 1]}}", m.output),
         ),
     )
+}
+
+/// `POOL_ROWS` rows around a model's training distribution: reference mean plus
+/// reference std times a normal draw (within 3 std), kept non-negative for features
+/// whose training values were (the scaler has its own domains: [`scaler_rows`]).
+fn reference_rows(host: &ModelHost, rng: &mut Rng) -> Vec<f32> {
+    let stats = host.metadata().reference_stats();
+    assert_eq!(stats.len(), host.row_len(), "reference stats per feature");
+    let mut rows = Vec::with_capacity(POOL_ROWS * stats.len());
+    for _ in 0..POOL_ROWS {
+        for s in stats {
+            let v = s.mean + s.std * rng.normal().clamp(-3.0, 3.0);
+            let non_negative = s.decile_edges.first().is_none_or(|e| *e >= 0.0);
+            rows.push(if non_negative { v.max(0.0) } else { v } as f32);
+        }
+    }
+    rows
 }
 
 /// The scaler on every target, with `model` (a [`model_block`]) or on its rule alone.
@@ -351,9 +411,24 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
-    let scaler_policy = policy(&scaler_model_block());
-    let scaler = load(&model_ref(&scaler_policy));
-    let pool = scaler_rows(&scaler, &mut rng);
+    // Every committed model, its reference rows, and its name as its metadata gives it.
+    let mut models: Vec<(String, ModelHost, Vec<f32>)> = Vec::new();
+    for m in &MODELS {
+        let host = load(&model_ref(&policy(&learned_model_block(m))));
+        let pool = if m.file.starts_with("scaler") {
+            scaler_rows(&host, &mut rng)
+        } else {
+            reference_rows(&host, &mut rng)
+        };
+        let name = format!(
+            "{} {} ({} features -> {})",
+            host.metadata().name().unwrap_or(m.file),
+            host.metadata().version().unwrap_or("?"),
+            m.features,
+            m.says
+        );
+        models.push((name, host, pool));
+    }
     let identity_policy = policy(&model_block(
         &model_path("testdata/identity.onnx"),
         None,
@@ -364,23 +439,20 @@ fn main() {
     ));
     let identity = load(&model_ref(&identity_policy));
     let identity_pool: Vec<f32> = (0..POOL_ROWS).map(|_| rng.uniform() as f32).collect();
-    let name = format!(
-        "{} {}",
-        scaler.metadata().name().unwrap_or("scaler-forecast"),
-        scaler.metadata().version().unwrap_or("?")
-    );
 
     println!("\nsingle inference (1 row per call), {calls} calls after 50 warm-up calls; rows = reference mean + std x N(0,1)");
     println!("| model | p50 µs | p99 µs | mean µs |");
     println!("|---|--:|--:|--:|");
-    for (label, host, rows) in [
-        (format!("{name} (24 features -> p90_ratio)"), &scaler, &pool),
-        (
-            "baseline: testdata/identity.onnx (host + ORT overhead)".to_string(),
-            &identity,
-            &identity_pool,
-        ),
-    ] {
+    let baseline = (
+        "baseline: testdata/identity.onnx (host + ORT overhead)".to_string(),
+        &identity,
+        &identity_pool,
+    );
+    for (label, host, rows) in models
+        .iter()
+        .map(|(n, h, p)| (n.clone(), h, p))
+        .chain(std::iter::once(baseline))
+    {
         let (times, _) = infer_calls(host, rows, 1, calls);
         println!(
             "| {label} | {:.1} | {:.1} | {:.1} |",
@@ -408,23 +480,26 @@ fn main() {
         us(per_call)
     );
 
-    println!("\nbatched throughput, {name}");
-    println!("| rows per call | calls | rows/s | call p50 µs | call p99 µs | µs per row |");
-    println!("|--:|--:|--:|--:|--:|--:|");
-    for batch in [1usize, 16, 256] {
-        let n = (calls * 16 / batch.max(16)).max(100);
-        let (times, total) = infer_calls(&scaler, &pool, batch, n);
-        let rows = (n * batch) as f64;
-        println!(
-            "| {batch} | {n} | {:.0} | {:.1} | {:.1} | {:.2} |",
-            rows / total.as_secs_f64(),
-            us(common::percentile(&times, 0.5)),
-            us(common::percentile(&times, 0.99)),
-            us(total) / rows
-        );
+    for (name, host, pool) in &models {
+        println!("\nbatched throughput, {name}");
+        println!("| rows per call | calls | rows/s | call p50 µs | call p99 µs | µs per row |");
+        println!("|--:|--:|--:|--:|--:|--:|");
+        for batch in [1usize, 16, 256] {
+            let n = (calls * 16 / batch.max(16)).max(100);
+            let (times, total) = infer_calls(host, pool, batch, n);
+            let rows = (n * batch) as f64;
+            println!(
+                "| {batch} | {n} | {:.0} | {:.1} | {:.1} | {:.2} |",
+                rows / total.as_secs_f64(),
+                us(common::percentile(&times, 0.5)),
+                us(common::percentile(&times, 0.99)),
+                us(total) / rows
+            );
+        }
     }
     drop(identity);
-    drop(scaler);
+    drop(models);
+    let scaler_policy = policy(&scaler_model_block());
 
     let work = workload(&mut rng);
     let rule_policy = policy("");

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use conclave_runtime::models::ModelFaults;
 use conclave_runtime::policy::{AgentCatalog, SettingsProblem};
 use conclave_runtime::{AgentFactory, AgentSpec, Mode, Policy};
 
@@ -35,14 +36,26 @@ impl AgentCatalog for Catalog {
 
 /// Factories for every agent the policy runs (mode other than `off`), sorted by name.
 ///
-/// Models the policy names are loaded here, once (see `scaler::ScalerModel::load` and
-/// `breaker::BreakerModel::load`); a model that cannot be loaded does not fail this call:
-/// the agent runs on its rule and records `fallback: model_unavailable`.
+/// Models the policy names are loaded here, once (see [`LearnedModel::load`]); a model
+/// that cannot be loaded does not fail this call: the agent runs on its rule and records
+/// `fallback: model_unavailable`.
 ///
 /// # Errors
 /// Settings problems, as `(agent, problem)`; cannot happen for a policy compiled with
 /// [`Catalog`], which checked them already.
 pub fn agent_specs(policy: &Arc<Policy>) -> Result<Vec<AgentSpec>, Vec<(String, SettingsProblem)>> {
+    agent_specs_with_faults(policy, &ModelFaults::default())
+}
+
+/// [`agent_specs`], with model faults a simulation injects (see
+/// [`conclave_runtime::models::faults`]).
+///
+/// # Errors
+/// As [`agent_specs`].
+pub fn agent_specs_with_faults(
+    policy: &Arc<Policy>,
+    faults: &ModelFaults,
+) -> Result<Vec<AgentSpec>, Vec<(String, SettingsProblem)>> {
     let mut specs = Vec::new();
     let mut errors = Vec::new();
     for (name, agent) in policy.agents() {
@@ -54,7 +67,7 @@ pub fn agent_specs(policy: &Arc<Policy>) -> Result<Vec<AgentSpec>, Vec<(String, 
         {
             scaler::NAME => scaler::ScalerConfig::from_settings(settings).map(|c| {
                 let scope = Scope::new(policy.clone(), scaler::NAME);
-                let model = load_model(agent.model(), scaler::NAME, &scaler::SIGNATURE);
+                let model = load_model(agent.model(), scaler::NAME, &scaler::SIGNATURE, faults);
                 let f: AgentFactory = Arc::new(move || match &model {
                     Some(model) => Box::new(scaler::ScalerAgent::with_model(
                         c.clone(),
@@ -67,13 +80,20 @@ pub fn agent_specs(policy: &Arc<Policy>) -> Result<Vec<AgentSpec>, Vec<(String, 
             }),
             router::NAME => router::RouterConfig::from_settings(settings).map(|c| {
                 let scope = Scope::new(policy.clone(), router::NAME);
-                let f: AgentFactory =
-                    Arc::new(move || Box::new(router::RouterAgent::new(c.clone(), scope.clone())));
+                let model = load_model(agent.model(), router::NAME, &router::SIGNATURE, faults);
+                let f: AgentFactory = Arc::new(move || match &model {
+                    Some(model) => Box::new(router::RouterAgent::with_model(
+                        c.clone(),
+                        scope.clone(),
+                        model.clone(),
+                    )),
+                    None => Box::new(router::RouterAgent::new(c.clone(), scope.clone())),
+                });
                 (router::NAME, f)
             }),
             breaker::NAME => breaker::BreakerConfig::from_settings(settings).map(|c| {
                 let scope = Scope::new(policy.clone(), breaker::NAME);
-                let model = load_model(agent.model(), breaker::NAME, &breaker::SIGNATURE);
+                let model = load_model(agent.model(), breaker::NAME, &breaker::SIGNATURE, faults);
                 let f: AgentFactory = Arc::new(move || match &model {
                     Some(model) => Box::new(breaker::BreakerAgent::with_model(
                         c.clone(),
@@ -86,7 +106,12 @@ pub fn agent_specs(policy: &Arc<Policy>) -> Result<Vec<AgentSpec>, Vec<(String, 
             }),
             compliance::NAME => compliance::ComplianceConfig::from_settings(settings).map(|c| {
                 let scope = Scope::new(policy.clone(), compliance::NAME);
-                let model = load_model(agent.model(), compliance::NAME, &compliance::SIGNATURE);
+                let model = load_model(
+                    agent.model(),
+                    compliance::NAME,
+                    &compliance::SIGNATURE,
+                    faults,
+                );
                 let f: AgentFactory = Arc::new(move || match &model {
                     Some(model) => Box::new(compliance::ComplianceAgent::with_model(
                         c.clone(),
@@ -118,8 +143,9 @@ fn load_model(
     model: Option<&conclave_runtime::policy::ModelRef>,
     agent: &'static str,
     signature: &Signature,
+    faults: &ModelFaults,
 ) -> Option<LearnedModel> {
-    let model = LearnedModel::load(model?, signature);
+    let model = LearnedModel::load_with_faults(model?, signature, faults.for_agent(agent));
     if let Some(error) = model.error() {
         tracing::warn!(agent, %error, "Model unavailable; the agent runs on its rule.");
     }

@@ -15,7 +15,7 @@ pub mod scaler;
 mod scope;
 pub mod settings;
 
-pub use catalog::{agent_specs, Catalog, AGENTS};
+pub use catalog::{agent_specs, agent_specs_with_faults, Catalog, AGENTS};
 pub use scope::Scope;
 
 /// Loads and compiles the policy at `path` against this build's agents, checking each

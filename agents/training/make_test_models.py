@@ -33,6 +33,15 @@ reproducible: no random weights, fixed producer and opsets):
                    range): a model that always predicts a trip, for the breaker's
                    act-mode guard tests (minimum calls, closed for a window, never
                    closing on the model).
+    compliance-nan.onnx
+                   features: float32 [N, 9] -> fraud: float32 [N, 1], always NaN: the
+                   compliance fraud model's signature, for the compliance agent's
+                   non-finite-output fallback test.
+    compliance-certain.onnx
+                   features: float32 [N, 9] -> fraud: float32 [N, 1], always 0.9: a
+                   model that calls every event fraud, for the compliance agent's exact
+                   proposal, mode and gate tests (and, its reference statistics being
+                   uniform on [0, 1], drift on any real event stream).
 
 All carry the metadata_props keys the host reads (name, version,
 training_data_sha256, feature_names, reference_stats, output_range), so a test can
@@ -193,6 +202,36 @@ def _breaker_constant(name: str, weight: float, bias: float) -> onnx.ModelProto:
     return _model(name, graph, features=BREAKER_FEATURES, output_range=(0.0, 1.0))
 
 
+# The compliance fraud model's input columns (agents/models/compliance.features.json).
+COMPLIANCE_FEATURES = [
+    "log_amount", "is_large", "has_card", "card_orders", "card_large", "card_gap_s",
+    "card_log_amount", "producer_large_share", "producer_repeat_share",
+]
+
+
+def _compliance_constant(name: str, weight: float, bias: float) -> onnx.ModelProto:
+    """features [N, 9] -> fraud [N, 1] = features @ full(weight) + bias."""
+    n = len(COMPLIANCE_FEATURES)
+    w = numpy_helper.from_array(np.full((n, 1), weight, dtype=np.float32), "w")
+    b = numpy_helper.from_array(np.array([bias], dtype=np.float32), "b")
+    nodes = [
+        helper.make_node("MatMul", ["features", "w"], ["wx"]),
+        helper.make_node("Add", ["wx", "b"], ["fraud"]),
+    ]
+    graph = helper.make_graph(
+        nodes, name, [_io("features", n)], [_io("fraud")], initializer=[w, b]
+    )
+    return _model(name, graph, features=COMPLIANCE_FEATURES, output_range=(0.0, 1.0))
+
+
+def compliance_nan() -> onnx.ModelProto:
+    return _compliance_constant("test-compliance-nan", float("nan"), 0.0)
+
+
+def compliance_certain() -> onnx.ModelProto:
+    return _compliance_constant("test-compliance-certain", 0.0, 0.9)
+
+
 def breaker_nan() -> onnx.ModelProto:
     return _breaker_constant("test-breaker-nan", float("nan"), 0.0)
 
@@ -224,6 +263,8 @@ def main() -> None:
         ("breaker-nan.onnx", breaker_nan),
         ("breaker-out-of-range.onnx", breaker_out_of_range),
         ("breaker-certain.onnx", breaker_certain),
+        ("compliance-nan.onnx", compliance_nan),
+        ("compliance-certain.onnx", compliance_certain),
     ):
         path = os.path.normpath(os.path.join(OUT_DIR, file))
         data = build().SerializeToString(deterministic=True)

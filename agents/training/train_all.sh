@@ -2,9 +2,11 @@
 # Retrain every Conclave model from scratch: set up the pinned venv, then run the
 # trainers, then the training tests. Run from anywhere:
 #   agents/training/train_all.sh
-# Models trained here: scaler-forecast (agents/models/scaler-forecast.onnx) and
-# breaker-risk (agents/models/breaker-risk.onnx; its training data are simulator
-# recordings, so it needs the conclave binary: built here unless CONCLAVE_BIN names one).
+# Models trained here: scaler-forecast (agents/models/scaler-forecast.onnx),
+# breaker-risk (agents/models/breaker-risk.onnx), compliance-fraud
+# (agents/models/compliance-fraud.onnx) and router-latency (agents/models/router-latency.onnx);
+# the last three train on simulator recordings, so they need the conclave binary: built here
+# unless CONCLAVE_BIN names one.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -16,4 +18,6 @@ if [[ -z "${CONCLAVE_BIN:-}" ]]; then
     cargo build --quiet --bin conclave
 fi
 "$py" "$here/train_breaker.py"
+"$py" "$here/train_compliance.py"
+"$py" "$here/train_router.py"
 "$py" -m pytest "$here" -q

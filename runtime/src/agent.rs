@@ -80,6 +80,9 @@ pub struct Draft {
     pub fallback: Option<String>,
     /// The model call behind it, for its trace.
     pub inference: Option<Arc<Inference>>,
+    /// What the rule alone would have proposed, when a model informed this proposal
+    /// (the current state when the rule would change nothing).
+    pub rule: Option<Action>,
 }
 
 /// Where an agent's proposals go. Ids are derived from agent, target and time, so they are
@@ -116,6 +119,7 @@ impl Proposals {
             rationale: d.rationale,
             model: d.model,
             fallback: d.fallback,
+            rule: d.rule,
             at: d.at,
             trace: None,
             inference: d.inference,
@@ -166,6 +170,7 @@ mod tests {
                 model: None,
                 fallback: None,
                 inference: None,
+                rule: None,
             });
         }
         let ids: Vec<String> = p.take().into_iter().map(|p| p.id).collect();

@@ -95,6 +95,11 @@ pub struct Proposal {
     /// Why the rule fallback was used instead of the model, when it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
+    /// What the agent's rule alone would have proposed, when a model informed this
+    /// proposal (the current state when the rule would change nothing): the model-vs-rule
+    /// gap, reported by `conclave decisions gap`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Action>,
     /// When the agent made it.
     pub at: Timestamp,
     /// Trace context of the telemetry that led to it.

@@ -11,15 +11,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use conclave_runtime::audit::{AuditWriter, FsyncPolicy};
 use conclave_runtime::bus::{BusConfig, EmbeddedBus, OverloadPolicy, TelemetrySource};
+use conclave_runtime::models::{FaultWindow, InjectedFault, ModelFaults};
 use conclave_runtime::telemetry::{encode, MemoryDeadLetters, Telemetry};
 use conclave_runtime::{Decision, Policy, Runtime, RuntimeConfig, SimClock, Timestamp, Tuning};
 use tokio::sync::mpsc;
 
-use crate::faults::Fault;
+use crate::faults::{Fault, ModelFaultMode};
 use crate::fleet::{ActionQueue, Fleet, FleetActuator, FleetError};
 use crate::oracle::OraclePlan;
 use crate::report::{
@@ -375,6 +377,7 @@ impl Tally {
             dead_lettered,
             compliance,
             shadow: None,
+            model_fallbacks: BTreeMap::new(),
         };
         RunReport {
             name: kind.as_str().to_string(),
@@ -428,6 +431,31 @@ impl ComplianceTally {
 
 fn fleet_err(at: Timestamp) -> impl FnOnce(FleetError) -> SimError {
     move |source| SimError::Fleet { at, source }
+}
+
+/// The scenario's `model_fault` windows, in decision time, for the agents' model hosts.
+fn model_faults(scenario: &Scenario) -> ModelFaults {
+    let at = |d: Duration| scenario.start.plus(d);
+    ModelFaults::new(
+        scenario
+            .faults
+            .faults()
+            .iter()
+            .filter_map(|f| match &f.fault {
+                Fault::ModelFault { agent, mode } => Some(FaultWindow {
+                    agent: agent.clone(),
+                    from: at(f.start),
+                    until: at(f.end),
+                    fault: match mode {
+                        ModelFaultMode::Unavailable => InjectedFault::Unavailable,
+                        ModelFaultMode::Timeout => InjectedFault::Timeout,
+                        ModelFaultMode::InvalidOutput => InjectedFault::InvalidOutput,
+                    },
+                }),
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 fn mark(d: &Decision, start: Timestamp) -> DecisionMark {
@@ -484,14 +512,15 @@ pub async fn run(
         _ => policy,
     };
     let runtime = if matches!(kind, RunKind::Policy | RunKind::Rules | RunKind::Shadow) {
-        let specs = conclave_agents::agent_specs(policy).map_err(|e| {
-            SimError::Agents(
-                e.iter()
-                    .map(|(a, p)| format!("{a}.{}: {}", p.path, p.message))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let specs = conclave_agents::agent_specs_with_faults(policy, &model_faults(scenario))
+            .map_err(|e| {
+                SimError::Agents(
+                    e.iter()
+                        .map(|(a, p)| format!("{a}.{}: {}", p.path, p.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
         let sources: Vec<Box<dyn TelemetrySource>> = bus
             .subscribe(TOPIC)
             .into_iter()
@@ -693,10 +722,20 @@ pub async fn run(
         progress(step, steps);
     }
 
-    let (decisions, dead_lettered) = match runtime {
+    let (decisions, dead_lettered, fallbacks) = match runtime {
         Some(rt) => {
             bus.close(TOPIC);
             let report = rt.shutdown().await?;
+            let fallbacks: BTreeMap<String, u64> = report
+                .counters
+                .fallbacks
+                .iter()
+                .flat_map(|(agent, reasons)| {
+                    reasons
+                        .iter()
+                        .map(move |(reason, n)| (format!("{agent}: {reason}"), *n))
+                })
+                .collect();
             (
                 report
                     .counters
@@ -705,9 +744,10 @@ pub async fn run(
                     .map(|(k, v)| (k.clone(), *v))
                     .collect(),
                 report.counters.dead_lettered_total(),
+                fallbacks,
             )
         }
-        None => (BTreeMap::new(), 0),
+        None => (BTreeMap::new(), 0, BTreeMap::new()),
     };
     while let Ok(d) = tap.try_recv() {
         if let (Some(t), Some(p)) = (shadow.as_mut(), plan.as_ref()) {
@@ -723,6 +763,7 @@ pub async fn run(
     let score = events.as_ref().map(|_| compliance.score(&fleet));
     let mut report = tally.finish(kind, &fleet, decisions, marks, dead_lettered, score);
     report.totals.shadow = shadow.map(ShadowTally::finish);
+    report.totals.model_fallbacks = fallbacks;
     Ok(report)
 }
 

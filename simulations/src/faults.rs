@@ -340,6 +340,14 @@ pub enum FaultError {
         /// What it clashes with.
         clash: FieldClash,
     },
+    /// A model fault for an agent the catalog does not have.
+    #[error("{at}: expected one of {}, found `{agent}`", conclave_agents::AGENTS.join(", "))]
+    UnknownAgent {
+        /// Spec path of the agent name.
+        at: String,
+        /// The name.
+        agent: String,
+    },
     /// An empty list where a choice is needed.
     #[error("{at}: expected at least one of {expected}, found none")]
     EmptyList {
@@ -615,6 +623,12 @@ fn compile_fault(spec: FaultKindSpec, check: &mut Check, at: &str) -> Fault {
         FaultKindSpec::ModelFault { agent, mode } => {
             let at = format!("{at}.model_fault");
             check.name(&format!("{at}.agent"), &agent, "an agent name");
+            if !agent.is_empty() && !conclave_agents::AGENTS.contains(&agent.as_str()) {
+                check.errors.push(FaultError::UnknownAgent {
+                    at: format!("{at}.agent"),
+                    agent: agent.clone(),
+                });
+            }
             Fault::ModelFault { agent, mode }
         }
     }

@@ -57,6 +57,7 @@ fn proposal(
         at,
         trace: None,
         inference: None,
+        rule: None,
     }
 }
 

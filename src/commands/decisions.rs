@@ -1,4 +1,4 @@
-//! `conclave decisions tail|explain|diff`: the audit log in plain words.
+//! `conclave decisions tail|explain|gap|diff`: the audit log in plain words.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use conclave_runtime::audit::{
     explain_decision, format_tail_line, tail_lines, AuditFollower, AuditReader, AuditScan,
-    TailFilter,
+    GapReport, TailFilter,
 };
 
 /// How often `--follow` looks for new lines.
@@ -76,6 +76,14 @@ pub fn explain(log: &Path, id: &str) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `conclave decisions gap`: the model-vs-rule gap per agent over a log.
+pub fn gap(log: &Path) -> anyhow::Result<ExitCode> {
+    let scan = AuditReader::read_all(log)?;
+    report_damage(log, &scan);
+    print!("{}", GapReport::from_lines(&scan.lines).render());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One decision as `diff` compares it: what was decided, in words.

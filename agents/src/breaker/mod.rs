@@ -392,6 +392,10 @@ impl Agent for BreakerAgent {
                             d.factors.push(noted("model_error", 1.0, error));
                         }
                     }
+                    // The model only ever opens a breaker the rule keeps closed.
+                    let rule = d.model.is_some().then_some(Action::Breaker {
+                        state: BreakerState::Closed,
+                    });
                     out.propose(Draft {
                         at: now,
                         target: target.clone(),
@@ -401,6 +405,7 @@ impl Agent for BreakerAgent {
                         model: d.model,
                         fallback: d.fault.map(|f| f.as_str().to_string()),
                         inference: assessment.and(inference.clone()),
+                        rule,
                     });
                 }
             }
@@ -422,6 +427,7 @@ impl Agent for BreakerAgent {
                         model: None,
                         fallback: None,
                         inference: None,
+                        rule: None,
                     });
                 }
             }

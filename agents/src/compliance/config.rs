@@ -1,6 +1,10 @@
 //! The compliance agent's `settings` block: [`RawComplianceSettings`] mirrors the YAML,
 //! [`ComplianceConfig::from_settings`] checks every key at once and builds the typed
 //! config.
+//!
+//! `fraud` and `drift` configure the learned half (the fraud model, see `fraud`); they
+//! matter only when the policy gives the agent a `model`, and are checked either way, so a
+//! typo is caught before the model is added.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +12,16 @@ use conclave_runtime::policy::SettingsProblem;
 use serde::Deserialize;
 
 use super::detectors::{KindSet, PiiKind};
+use crate::learned::{DriftSettings, RawDrift};
 use crate::settings::{parse, problem};
+
+/// At 0.5 the committed model flagged no event of a card seen once, and every burst from
+/// its second order, on its held-out scenarios (model card).
+const DEFAULT_FRAUD_THRESHOLD: f64 = 0.5;
+/// A single order is never a burst: the model acts from a card's second order on.
+const DEFAULT_MIN_ORDERS: u32 = 2;
+/// A larger value is a typo: the features count at most 64 orders per card.
+const MAX_MIN_ORDERS: u32 = 64;
 
 /// `spec.agents.compliance.settings`, as written. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -25,6 +38,137 @@ pub struct RawComplianceSettings {
     /// ending in `*` is a prefix (`eu-*`); an exact name wins over prefixes, a longer
     /// prefix over a shorter one. Topics no key matches are not checked.
     pub residency: Option<BTreeMap<String, Vec<String>>>,
+    /// What the fraud model's score does (only with a `model`).
+    pub fraud: Option<RawFraud>,
+    /// Feature drift against the model's reference statistics (only with a `model`), as
+    /// the other learned agents' `drift`.
+    pub drift: Option<RawDrift>,
+}
+
+/// What the agent does with the fraud model's score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FraudMode {
+    /// A score at or above `threshold` is a finding, proposed as `action` says. The
+    /// default when a model is set.
+    Act,
+    /// The score is recorded on the detectors' proposals (and would-be findings counted);
+    /// only the detectors propose.
+    Report,
+}
+
+impl FraudMode {
+    /// The name used in settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FraudMode::Act => "act",
+            FraudMode::Report => "report",
+        }
+    }
+}
+
+/// What a fraud finding proposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FraudAction {
+    /// Quarantine the producer and alert (warning), as for personal data. The default.
+    Quarantine,
+    /// Alert (warning) only, once per producer; the producer keeps sending.
+    Alert,
+}
+
+impl FraudAction {
+    /// The name used in settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FraudAction::Quarantine => "quarantine",
+            FraudAction::Alert => "alert",
+        }
+    }
+}
+
+/// `spec.agents.compliance.settings.fraud`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFraud {
+    /// `act` (default) or `report`.
+    pub mode: Option<FraudMode>,
+    /// Score at or above which an event is a fraud finding, in `(0, 1]` (default `0.5`).
+    pub threshold: Option<f64>,
+    /// Orders the event's card must have in the model's card window, this one included,
+    /// before a score can be a finding, `1..=64` (default `2`).
+    pub min_orders: Option<u32>,
+    /// `quarantine` (default) or `alert`.
+    pub action: Option<FraudAction>,
+}
+
+/// `settings.fraud`, checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FraudConfig {
+    pub(super) mode: FraudMode,
+    pub(super) threshold: f64,
+    pub(super) min_orders: u32,
+    pub(super) action: FraudAction,
+}
+
+impl Default for FraudConfig {
+    fn default() -> Self {
+        FraudConfig {
+            mode: FraudMode::Act,
+            threshold: DEFAULT_FRAUD_THRESHOLD,
+            min_orders: DEFAULT_MIN_ORDERS,
+            action: FraudAction::Quarantine,
+        }
+    }
+}
+
+impl FraudConfig {
+    fn compile(raw: RawFraud, p: &mut Vec<SettingsProblem>) -> Self {
+        let mut out = FraudConfig::default();
+        if let Some(mode) = raw.mode {
+            out.mode = mode;
+        }
+        if let Some(action) = raw.action {
+            out.action = action;
+        }
+        match raw.threshold {
+            Some(t) if t.is_finite() && t > 0.0 && t <= 1.0 => out.threshold = t,
+            Some(t) => p.push(problem(
+                "fraud.threshold",
+                format!("expected a score in (0, 1], found `{t}`"),
+            )),
+            None => {}
+        }
+        match raw.min_orders {
+            Some(n) if (1..=MAX_MIN_ORDERS).contains(&n) => out.min_orders = n,
+            Some(n) => p.push(problem(
+                "fraud.min_orders",
+                format!("expected an integer in 1..={MAX_MIN_ORDERS}, found `{n}`"),
+            )),
+            None => {}
+        }
+        out
+    }
+
+    /// `act` or `report`.
+    pub fn mode(&self) -> FraudMode {
+        self.mode
+    }
+
+    /// Score at or above which an event is a finding.
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    /// Orders the card needs in its window, this one included.
+    pub fn min_orders(&self) -> u32 {
+        self.min_orders
+    }
+
+    /// What a finding proposes.
+    pub fn action(&self) -> FraudAction {
+        self.action
+    }
 }
 
 /// The compliance agent's checked settings.
@@ -33,6 +177,8 @@ pub struct ComplianceConfig {
     pub(super) detectors: KindSet,
     pub(super) allow_fields: BTreeMap<String, KindSet>,
     pub(super) residency: Residency,
+    pub(super) fraud: FraudConfig,
+    pub(super) drift: DriftSettings,
 }
 
 impl Default for ComplianceConfig {
@@ -41,6 +187,8 @@ impl Default for ComplianceConfig {
             detectors: KindSet::all(),
             allow_fields: BTreeMap::new(),
             residency: Residency::default(),
+            fraud: FraudConfig::default(),
+            drift: DriftSettings::default(),
         }
     }
 }
@@ -133,11 +281,15 @@ impl ComplianceConfig {
         residency
             .prefixes
             .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        let fraud = FraudConfig::compile(raw.fraud.unwrap_or_default(), &mut p);
+        let drift = DriftSettings::compile(raw.drift.unwrap_or_default(), &mut p);
         if p.is_empty() {
             Ok(ComplianceConfig {
                 detectors,
                 allow_fields,
                 residency,
+                fraud,
+                drift,
             })
         } else {
             Err(p)
@@ -251,7 +403,7 @@ mod tests {
                 json!({"detector": ["email"]}),
                 &[(
                     "detector",
-                    "unknown field `detector`, expected one of `detectors`, `allow_fields`, `residency`",
+                    "unknown field `detector`, expected one of `detectors`, `allow_fields`, `residency`, `fraud`, `drift`",
                 )],
             ),
             (
@@ -288,6 +440,69 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "case `{name}`");
         }
+    }
+
+    #[test]
+    fn fraud_and_drift_settings() {
+        let c = ComplianceConfig::from_settings(&serde_json::Value::Null).expect("defaults");
+        assert_eq!(
+            c.fraud,
+            FraudConfig {
+                mode: FraudMode::Act,
+                threshold: 0.5,
+                min_orders: 2,
+                action: FraudAction::Quarantine,
+            }
+        );
+        assert_eq!(c.drift, DriftSettings::default());
+        let c = ComplianceConfig::from_settings(&json!({
+            "fraud": {"mode": "report", "threshold": 0.9, "min_orders": 1, "action": "alert"},
+            "drift": {"threshold": 0.3, "on_drift": "rules", "window": 500, "min_rows": 100}
+        }))
+        .expect("valid");
+        assert_eq!(
+            (
+                c.fraud.mode(),
+                c.fraud.threshold(),
+                c.fraud.min_orders(),
+                c.fraud.action()
+            ),
+            (FraudMode::Report, 0.9, 1, FraudAction::Alert)
+        );
+        assert_eq!(
+            (c.drift.threshold(), c.drift.window(), c.drift.min_rows()),
+            (0.3, 500, 100)
+        );
+        let got = ComplianceConfig::from_settings(&json!({
+            "fraud": {"threshold": 0.0, "min_orders": 65},
+            "drift": {"window": 0}
+        }))
+        .expect_err("out of range");
+        let got: Vec<(&str, &str)> = got
+            .iter()
+            .map(|p| (p.path.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("fraud.threshold", "expected a score in (0, 1], found `0`"),
+                (
+                    "fraud.min_orders",
+                    "expected an integer in 1..=64, found `65`"
+                ),
+                (
+                    "drift.window",
+                    "expected an integer in 1..=100000, found `0`"
+                ),
+            ]
+        );
+        let got = ComplianceConfig::from_settings(&json!({"fraud": {"mode": "acting"}}))
+            .expect_err("unknown mode");
+        assert_eq!(got[0].path, "fraud.mode");
+        assert_eq!(
+            got[0].message,
+            "unknown variant `acting`, expected `act` or `report`"
+        );
     }
 
     #[test]

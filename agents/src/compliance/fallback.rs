@@ -59,6 +59,7 @@ pub(super) fn decide(
         model: None,
         fallback: None,
         inference: None,
+        rule: None,
     };
     let mut out = vec![draft(Action::Quarantine {
         scope: QuarantineScope::Producer(event.producer.clone()),

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conclave_runtime::metrics::ModelStats;
-use conclave_runtime::models::{Fallback, HostOptions, LoadError, ModelHost, OrtEnvironment};
+use conclave_runtime::models::{
+    AgentFaults, Fallback, HostOptions, LoadError, ModelHost, OrtEnvironment,
+};
 use conclave_runtime::policy::ModelRef;
 use conclave_runtime::{Factor, Inference, ModelId, SimClock, Timestamp};
 
@@ -142,11 +144,24 @@ impl LearnedModel {
     /// it against `signature`. Never fails: a problem gives [`LearnedModel::Unavailable`]
     /// (a runtime fault, not a policy error).
     pub fn load(model: &ModelRef, signature: &Signature) -> Self {
+        Self::load_with_faults(model, signature, None)
+    }
+
+    /// [`load`](Self::load), with faults a simulation injects into the model's calls.
+    pub fn load_with_faults(
+        model: &ModelRef,
+        signature: &Signature,
+        faults: Option<AgentFaults>,
+    ) -> Self {
         let clock = SimClock::new(Timestamp::from_millis(0));
         let host = OrtEnvironment::global()
             .map_err(LoadError::from)
             .and_then(|env| {
                 ModelHost::load(env, model, HostOptions::default(), Arc::new(clock.clone()))
+            })
+            .map(|host| match faults {
+                Some(f) => host.with_faults(f),
+                None => host,
             })
             .map_err(|e| e.to_string());
         match host {

@@ -1,5 +1,9 @@
 //! The router's `settings` block: [`RawRouterSettings`] mirrors the YAML, and
 //! [`RouterConfig::from_settings`] checks it once and fills defaults.
+//!
+//! `predict` and `drift` configure the learned half (see the module docs of `router`);
+//! they matter only when the policy gives the router a `model`, and are checked either
+//! way, so a typo is caught before the model is added.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -8,6 +12,7 @@ use conclave_runtime::policy::SettingsProblem;
 use conclave_runtime::Target;
 use serde::Deserialize;
 
+use crate::learned::{DriftSettings, RawDrift};
 use crate::settings::checked_duration;
 use crate::settings::{parse, problem};
 
@@ -45,6 +50,93 @@ pub struct RawRouterSettings {
     /// A backend without metrics for longer than this counts as down, `1s..=1h`
     /// (default: three decision windows).
     pub stale_after: Option<String>,
+    /// What the model's forecasts do (only with a `model`).
+    pub predict: Option<RawPredict>,
+    /// Feature drift against the model's reference statistics (only with a `model`).
+    pub drift: Option<RawDrift>,
+}
+
+/// What the router does with its model's forecasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PredictMode {
+    /// The forecast cost (combined with the EWMAs' as `combine` says) weighs the backends
+    /// in the rule's formula (the default when a model is set).
+    Act,
+    /// Forecasts and how they compared with what followed are recorded in the rationale;
+    /// the rule decides alone.
+    Report,
+}
+
+impl PredictMode {
+    /// The name used in settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PredictMode::Act => "act",
+            PredictMode::Report => "report",
+        }
+    }
+}
+
+/// How a forecast and the rule's averages make the cost a backend is weighted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// The larger of the forecast and the cost of the EWMAs (the default): the model can
+    /// move traffic away from a backend ahead of the averages, never back to it sooner.
+    /// Traffic moved to a backend the averages still judge slow is what makes a router
+    /// herd: an idle backend looks fast to any forecast of its next minute, because
+    /// idle it is.
+    Max,
+    /// The forecast alone.
+    Replace,
+}
+
+impl Combine {
+    /// The name used in settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Combine::Max => "max",
+            Combine::Replace => "replace",
+        }
+    }
+}
+
+/// `settings.predict`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPredict {
+    /// `act` (default) or `report`.
+    pub mode: Option<PredictMode>,
+    /// `max` (default) or `replace`.
+    pub combine: Option<Combine>,
+}
+
+/// `settings.predict`, checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PredictConfig {
+    mode: PredictMode,
+    combine: Combine,
+}
+
+impl Default for PredictConfig {
+    fn default() -> Self {
+        PredictConfig {
+            mode: PredictMode::Act,
+            combine: Combine::Max,
+        }
+    }
+}
+
+impl PredictConfig {
+    /// `act` or `report`.
+    pub fn mode(&self) -> PredictMode {
+        self.mode
+    }
+    /// How the forecast and the EWMAs combine.
+    pub fn combine(&self) -> Combine {
+        self.combine
+    }
 }
 
 /// One route, as written.
@@ -64,6 +156,8 @@ pub struct RouterConfig {
     unhealthy_error_rate: f64,
     min_change: f64,
     stale_after: Option<Duration>,
+    predict: PredictConfig,
+    drift: DriftSettings,
 }
 
 impl RouterConfig {
@@ -121,6 +215,14 @@ impl RouterConfig {
             )
         });
 
+        let raw_predict = raw.predict.unwrap_or_default();
+        let defaults = PredictConfig::default();
+        let predict = PredictConfig {
+            mode: raw_predict.mode.unwrap_or(defaults.mode),
+            combine: raw_predict.combine.unwrap_or(defaults.combine),
+        };
+        let drift = DriftSettings::compile(raw.drift.unwrap_or_default(), &mut problems);
+
         let mut routes = BTreeMap::new();
         for (name, route) in raw.routes.unwrap_or_default() {
             let at = format!("routes.{name}");
@@ -173,6 +275,8 @@ impl RouterConfig {
                 unhealthy_error_rate,
                 min_change,
                 stale_after,
+                predict,
+                drift,
             })
         } else {
             Err(problems)
@@ -203,6 +307,14 @@ impl RouterConfig {
     pub fn stale_after(&self) -> Option<Duration> {
         self.stale_after
     }
+    /// What the model's forecasts do.
+    pub fn predict(&self) -> PredictConfig {
+        self.predict
+    }
+    /// Drift monitoring of the model's features.
+    pub fn drift(&self) -> DriftSettings {
+        self.drift
+    }
 }
 
 #[cfg(test)]
@@ -220,7 +332,7 @@ mod tests {
                 problems: &[(
                     "beta",
                     "unknown field `beta`, expected one of `routes`, `alpha`, `floor`, \
-                     `unhealthy_error_rate`, `min_change`, `stale_after`",
+                     `unhealthy_error_rate`, `min_change`, `stale_after`, `predict`, `drift`",
                 )],
             },
             Case {
@@ -276,6 +388,44 @@ mod tests {
                 ],
             },
             Case {
+                name: "predict_mode_unknown",
+                settings: json!({"predict": {"mode": "shadow"}}),
+                problems: &[(
+                    "predict.mode",
+                    "unknown variant `shadow`, expected `act` or `report`",
+                )],
+            },
+            Case {
+                name: "predict_unknown_key",
+                settings: json!({"predict": {"horizon": "60s"}}),
+                problems: &[(
+                    "predict.horizon",
+                    "unknown field `horizon`, expected `mode` or `combine`",
+                )],
+            },
+            Case {
+                name: "predict_combine_unknown",
+                settings: json!({"predict": {"combine": "min"}}),
+                problems: &[(
+                    "predict.combine",
+                    "unknown variant `min`, expected `max` or `replace`",
+                )],
+            },
+            Case {
+                name: "every_drift_range_problem_at_once",
+                settings: json!({"drift": {"threshold": 0, "window": 200_000}}),
+                problems: &[
+                    (
+                        "drift.threshold",
+                        "expected a PSI greater than 0, found `0`",
+                    ),
+                    (
+                        "drift.window",
+                        "expected an integer in 1..=100000, found `200000`",
+                    ),
+                ],
+            },
+            Case {
                 name: "floor_too_high_for_the_route",
                 settings: json!({"floor": 0.3, "routes": {"web": {"backends": ["a", "b", "c", "d"]}}}),
                 problems: &[(
@@ -305,6 +455,28 @@ mod tests {
             (0.3, 0.05, 0.5, 0.05)
         );
         assert_eq!(c.stale_after(), None);
+        assert_eq!(c.predict(), PredictConfig::default());
+        assert_eq!(
+            (c.predict().mode(), c.predict().combine()),
+            (PredictMode::Act, Combine::Max)
+        );
+        assert_eq!(c.drift(), DriftSettings::default());
+    }
+
+    #[test]
+    fn the_learned_half_is_read() {
+        let c = RouterConfig::from_settings(&json!({
+            "predict": {"mode": "report", "combine": "replace"},
+            "drift": {"threshold": 0.3, "on_drift": "rules", "window": 500, "min_rows": 50}
+        }))
+        .expect("valid");
+        assert_eq!(c.predict().mode(), PredictMode::Report);
+        assert_eq!(c.predict().combine(), Combine::Replace);
+        let d = c.drift();
+        assert_eq!(
+            (d.threshold(), d.on_drift(), d.window(), d.min_rows()),
+            (0.3, crate::learned::OnDrift::Rules, 500, 50)
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The router's rule: least-loaded weights from latency, error and load EWMAs, with a
 //! floor for every healthy backend, weight 0 for unhealthy or silent ones, and rounding to
-//! thousandths that sum to exactly 1.
+//! thousandths that sum to exactly 1. With forecasts ([`route_weights_forecast`]) the same
+//! formula runs on the model's forecast cost instead of the EWMAs.
 //!
 //! Score of a serving backend: `(1 - errors) / (latency_p99 × (1 + load / mean_load))`.
 //! p99 rather than p50: a saturating backend shows it in its tail first (queueing), and a
@@ -91,13 +92,22 @@ pub fn availability(
 
 /// The least-loaded score; higher gets more traffic.
 pub fn score(w: &BackendWindow, mean_load: f64) -> f64 {
-    let relative_load = if mean_load > 0.0 {
+    (1.0 - w.error_rate()).max(0.0)
+        / (w.latency_p99_ms().max(MIN_LATENCY_MS) * (1.0 + relative_load(w, mean_load)))
+}
+
+/// The score with a forecast: the forecast cost takes the place of `p99 / (1 - errors)`,
+/// the load term stays.
+pub fn forecast_score(w: &BackendWindow, mean_load: f64, cost_ms: f64) -> f64 {
+    1.0 / (cost_ms.max(MIN_LATENCY_MS) * (1.0 + relative_load(w, mean_load)))
+}
+
+fn relative_load(w: &BackendWindow, mean_load: f64) -> f64 {
+    if mean_load > 0.0 {
         w.load_per_replica() / mean_load
     } else {
         0.0
-    };
-    (1.0 - w.error_rate()).max(0.0)
-        / (w.latency_p99_ms().max(MIN_LATENCY_MS) * (1.0 + relative_load))
+    }
 }
 
 /// Shares proportional to `scores`, then raised to `floor` where below it, taking the
@@ -193,6 +203,30 @@ pub fn route_weights(
     now: Timestamp,
     rules: &Rules,
 ) -> Outcome {
+    weights(backends, windows, now, rules, None)
+}
+
+/// The rule's formula on forecasts: availability as the rule judges it (silent, no
+/// replicas, unhealthy errors), then every serving backend scored by [`forecast_score`]
+/// with its cost in `cost_ms` (every backend the rule serves must have one; a missing one
+/// scores 0 rather than borrowing the rule's score).
+pub fn route_weights_forecast(
+    backends: &BTreeSet<String>,
+    windows: &BTreeMap<String, BackendWindow>,
+    now: Timestamp,
+    rules: &Rules,
+    cost_ms: &BTreeMap<String, f64>,
+) -> Outcome {
+    weights(backends, windows, now, rules, Some(cost_ms))
+}
+
+fn weights(
+    backends: &BTreeSet<String>,
+    windows: &BTreeMap<String, BackendWindow>,
+    now: Timestamp,
+    rules: &Rules,
+    cost_ms: Option<&BTreeMap<String, f64>>,
+) -> Outcome {
     let seen: Vec<&BackendWindow> = backends.iter().filter_map(|b| windows.get(b)).collect();
     if seen.len() < backends.len() {
         let first = seen.iter().map(|w| w.first_seen()).min();
@@ -219,10 +253,20 @@ pub fn route_weights(
         candidates.iter().map(|w| w.load_per_replica()).sum::<f64>() / candidates.len() as f64
     };
 
-    let states: Vec<(&String, Availability)> = backends
+    let mut states: Vec<(&String, Availability)> = backends
         .iter()
         .map(|b| (b, availability(windows.get(b), now, mean_load, rules)))
         .collect();
+    if let Some(cost_ms) = cost_ms {
+        for (b, a) in &mut states {
+            if let Availability::Serving(score) = a {
+                *score = match (cost_ms.get(*b), windows.get(*b)) {
+                    (Some(c), Some(w)) => forecast_score(w, mean_load, *c),
+                    _ => 0.0,
+                };
+            }
+        }
+    }
     let serving: Vec<f64> = states
         .iter()
         .filter_map(|(_, a)| match a {

@@ -399,6 +399,7 @@ impl Agent for ScalerAgent {
                 max: limits.max_replicas(),
             };
             let rec = fallback::recommend(&self.config, window, reading, now, bounds);
+            let rule_replicas = rec.replicas;
             let outcome = outcomes.as_mut().and_then(Iterator::next);
             let mut decision = match &outcome {
                 Some(outcome) => {
@@ -431,6 +432,9 @@ impl Agent for ScalerAgent {
                     decision.factors.push(noted("model_error", 1.0, error));
                 }
             }
+            let rule = decision.model.is_some().then_some(Action::Scale {
+                replicas: rule_replicas,
+            });
             out.propose(Draft {
                 at: now,
                 target: target.clone(),
@@ -442,6 +446,7 @@ impl Agent for ScalerAgent {
                 model: decision.model,
                 fallback: decision.fault.map(|f| f.as_str().to_string()),
                 inference: outcome.as_ref().and(inference.clone()),
+                rule,
             });
         }
     }

@@ -72,6 +72,7 @@ fn prop(id: &str, agent: &str, target: &str, action: Action) -> Proposal {
         at: t(0),
         trace: None,
         inference: None,
+        rule: None,
     }
 }
 

@@ -14,6 +14,7 @@
 //! ```
 
 mod explain;
+mod gap;
 mod reader;
 mod record;
 mod writer;
@@ -24,6 +25,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub use explain::{explain_decision, format_tail_line, tail_lines, TailFilter, TailMatcher};
+pub use gap::{AgentGap, Disagreement, GapReport};
 pub use reader::{
     AuditFollower, AuditReader, AuditScan, CorruptLine, ScanEntry, TornLine, MAX_LINE_BYTES,
 };

@@ -75,6 +75,7 @@ fn scale_proposal() -> Proposal {
         at: ts("2026-11-29T07:59:58Z"),
         trace: None,
         inference: None,
+        rule: None,
     }
 }
 
@@ -147,6 +148,7 @@ fn router_decision(n: u32) -> Decision {
         at: ts("2026-11-29T08:00:10Z"),
         trace: None,
         inference: None,
+        rule: None,
     };
     Decision {
         id: format!("d-p-r{n}"),

@@ -34,6 +34,7 @@ use ort::value::{Tensor, TensorElementType, ValueType};
 use serde::Serialize;
 
 use super::drift::FeatureStats;
+use super::faults::AgentFaults;
 use super::library::{LibraryError, OrtEnvironment};
 use crate::clock::{Clock, RealClock, Timestamp};
 use crate::metrics::ModelStats;
@@ -504,6 +505,8 @@ pub struct ModelHost {
     /// decision time (a simulated clock), which does not move while a model runs.
     timer: Arc<dyn Clock>,
     stats: Arc<ModelStats>,
+    /// Faults a simulation injects (never set in production).
+    injected: Option<AgentFaults>,
 }
 
 impl fmt::Debug for ModelHost {
@@ -621,8 +624,16 @@ impl ModelHost {
             )),
             clock,
             timer: Arc::new(RealClock),
+            injected: None,
             stats: Arc::new(ModelStats::new(stats_name)),
         })
+    }
+
+    /// Fails calls inside `faults`' windows (on the host's clock) as they say: how a
+    /// simulation rehearses the agent's fallback. The circuit counts them as failures.
+    pub fn with_faults(mut self, faults: AgentFaults) -> Self {
+        self.injected = Some(faults);
+        self
     }
 
     /// Times inference on `timer` instead of the wall clock's monotonic reading (tests).
@@ -699,6 +710,14 @@ impl ModelHost {
         }
         if let Err(until) = lock(&self.breaker).admit(self.clock.now()) {
             return (Err(InferenceError::CircuitOpen { until }), None);
+        }
+        if let Some(e) = self
+            .injected
+            .as_ref()
+            .and_then(|f| f.at(self.clock.now(), self.timeout))
+        {
+            lock(&self.breaker).record_failure(self.clock.now());
+            return (Err(e), None);
         }
         let started = self.timer.monotonic();
         let result = self.run(input, rows);

@@ -9,21 +9,30 @@
 //!   Every way a model cannot be trusted maps to a [`Fallback`] reason that the agent
 //!   records as `fallback: <reason>`.
 //! - [`drift`]: PSI of live features against the reference statistics in the metadata.
+//! - [`faults`]: model faults a simulation injects, in windows of decision time.
 //! - [`scaler_features`]: the scaler forecast model's features, the same definition as
 //!   `agents/training/conclave_training/scaler_features.py` (golden-vector tested).
 //! - [`breaker_features`]: the breaker risk model's features, the same definition as
 //!   `agents/training/conclave_training/breaker_features.py` (golden-vector tested).
+//! - [`compliance_features`]: the compliance fraud model's features, the same definition as
+//!   `agents/training/conclave_training/compliance_features.py` (golden-vector tested).
+//! - [`router_features`]: the router latency model's features, the same definition as
+//!   `agents/training/conclave_training/router_features.py` (golden-vector tested).
 
 pub mod breaker_features;
+pub mod compliance_features;
 pub mod drift;
+pub mod faults;
 pub mod host;
 pub mod library;
+pub mod router_features;
 pub mod scaler_features;
 
 #[cfg(test)]
 mod tests;
 
 pub use drift::{DriftConfig, DriftError, DriftMonitor, DriftReport, FeaturePsi, FeatureStats};
+pub use faults::{AgentFaults, FaultWindow, InjectedFault, ModelFaults};
 pub use host::{
     CircuitBreaker, CircuitState, Fallback, HostOptions, InferenceError, LoadError, ModelHost,
     ModelMetadata,

@@ -198,6 +198,7 @@ fn run_step(
             at: now,
             trace: None,
             inference: None,
+            rule: None,
         })
         .collect();
     decisions.extend(arbiter.decide(state, now, proposals));

@@ -84,6 +84,7 @@ impl Agent for Doubler {
                 model: None,
                 fallback: None,
                 inference: None,
+                rule: None,
             });
         }
     }

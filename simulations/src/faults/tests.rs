@@ -180,6 +180,8 @@ fn every_spec_problem_is_reported_with_its_path() {
              "when": {"at": {"start_s": 0.0, "duration_s": 1.0}}},
             {"fault": {"schema_change": {"topic": "orders",
                 "rename": {"a": "c", "b": "c", "d": "e"}, "add": {"e": 1}}},
+             "when": {"at": {"start_s": 0.0, "duration_s": 1.0}}},
+            {"fault": {"model_fault": {"agent": "scalr", "mode": "timeout"}},
              "when": {"at": {"start_s": 0.0, "duration_s": 1.0}}}
         ])),
         Seed::new(1),
@@ -201,6 +203,7 @@ fn every_spec_problem_is_reported_with_its_path() {
         "faults[3].name: expected a unique fault name, found `x` (also at `faults[2].name`); give each fault its own `name`",
         "faults[4].fault.schema_change.rename.b: expected each new field name once, found `c` as the target of two renames",
         "faults[4].fault.schema_change.rename.d: expected each new field name once, found `e` both as a rename target and in `add`",
+        "faults[5].fault.model_fault.agent: expected one of breaker, compliance, router, scaler, found `scalr`",
     ];
     assert_eq!(got, want);
 }

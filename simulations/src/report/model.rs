@@ -62,6 +62,9 @@ pub struct Totals {
     pub decisions: std::collections::BTreeMap<String, u64>,
     /// Telemetry messages dead-lettered.
     pub dead_lettered: u64,
+    /// Proposals an agent's rule made instead of its model, by `agent: reason`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub model_fallbacks: std::collections::BTreeMap<String, u64>,
     /// Compliance scores, when the scenario generates events.
     pub compliance: Option<ComplianceScore>,
     /// For a shadow run: its would-be scaling decisions against the oracle's plan.

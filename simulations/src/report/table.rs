@@ -285,6 +285,18 @@ impl Comparison {
         decisions.push(row("dead-lettered", Format::Count, lower, &|t| {
             Some(t.dead_lettered as f64)
         }));
+        let fallbacks: std::collections::BTreeSet<&String> = totals
+            .iter()
+            .flat_map(|t| t.model_fallbacks.keys())
+            .collect();
+        for key in fallbacks {
+            decisions.push(row(
+                &format!("model fallbacks {key}"),
+                Format::Count,
+                Compare::No,
+                &|t| Some(t.model_fallbacks.get(key).copied().unwrap_or(0) as f64),
+            ));
+        }
         groups.push(Group {
             title: "Decisions",
             rows: decisions,

@@ -203,6 +203,7 @@ fn small_report() -> Report {
                         precision: f64::NAN,
                     }),
                     shadow: None,
+                    model_fallbacks: Default::default(),
                 },
                 services: services([14.0, 14.0], [4.0, 4.0], [4, 4], [3_750.0, 6_000.0]),
                 series: vec![
@@ -243,6 +244,7 @@ fn small_report() -> Report {
                         precision: 0.947_368,
                     }),
                     shadow: None,
+                    model_fallbacks: Default::default(),
                 },
                 services: services([5.0, 0.0], [6.0, 5.25], [8, 6], [375.0, 140.0]),
                 series: vec![
@@ -275,6 +277,7 @@ fn small_report() -> Report {
                     dead_lettered: 0,
                     compliance: None,
                     shadow: None,
+                    model_fallbacks: Default::default(),
                 },
                 services: services([0.0, 0.0], [6.5, 6.0], [9, 9], [75.0, 120.0]),
                 series: vec![
