@@ -33,7 +33,7 @@ demo: build
 	$(BIN) run --policy tests/fixtures/runtime/policy.yaml --telemetry tests/fixtures/runtime/e2e.jsonl \
 		--audit target/demo/run-audit.jsonl --dead-letters target/demo/dead-letters.jsonl \
 		--actions target/demo/actions.log
-	$(BIN) simulate simulations/scenarios/ecommerce-flash-sale.yaml
+	$(BIN) simulate simulations/scenarios/ecommerce-flash-sale.yaml --compare none,rules,oracle
 
 ## Every test: lints; a real Pulsar broker started for the Rust unit, property and system
 ## tests (the Pulsar ones included) and the broker smoke test; policy tests.

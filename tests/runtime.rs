@@ -631,3 +631,140 @@ fn replay_compares_a_policy_change_with_the_original_decisions_in_one_step() {
     let diff: String = out.lines().skip(1).map(|l| format!("{l}\n")).collect();
     crate::golden::assert_golden("replay/lower-target.txt", &diff);
 }
+
+/// Sends `signal` (`-HUP`, `-INT`) to `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[test]
+fn sighup_reloads_the_policy_without_losing_telemetry_and_refuses_what_it_cannot_apply() {
+    use std::io::{BufRead as _, Write as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixture = std::fs::read_to_string(root().join(POLICY)).expect("policy");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, &fixture).expect("policy copied");
+    let mut args = run_args(dir.path(), "-", "reload");
+    args[1] = policy.display().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .arg("run")
+        .args(&args)
+        .args(["--time", "event"])
+        .current_dir(root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("conclave runs");
+    let pid = child.id();
+    let mut stdin = child.stdin.take().expect("stdin");
+    let (tx, stderr) = std::sync::mpsc::channel::<String>();
+    let reader = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let forward = std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next_line = || {
+        stderr
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a line on stderr")
+    };
+
+    let lines = e2e_lines();
+    let half = lines
+        .iter()
+        .position(|l| l.contains("2026-11-29T10:01:15"))
+        .expect("a sample at 75 s");
+    for line in &lines[..=half] {
+        writeln!(stdin, "{line}").expect("write");
+    }
+    stdin.flush().expect("flush");
+    let audit = dir.path().join("reload-audit.jsonl");
+    while !std::fs::read_to_string(&audit)
+        .unwrap_or_default()
+        .contains("web-shop")
+    {
+        std::thread::yield_now();
+    }
+
+    // Refused: broken YAML, then a policy that changes the decision window.
+    let shown = policy.display().to_string();
+    std::fs::write(&policy, "apiVersion: conclave/v1\nkind: [").expect("write");
+    signal(pid, "-HUP");
+    let refused = next_line();
+    assert!(
+        refused.starts_with(&format!(
+            "reload of `{shown}` refused, the running policy stays: "
+        )),
+        "{refused}"
+    );
+    std::fs::write(&policy, fixture.replace("window: 15s", "window: 30s")).expect("write");
+    signal(pid, "-HUP");
+    assert_eq!(
+        next_line(),
+        format!(
+            "reload of `{shown}` refused, the running policy stays: the new policy's decision \
+             window is 30s, the running one's 15s; changing it needs a restart"
+        )
+    );
+    // Applied: a new revision whose scaler aims at 50 % CPU instead of 70 %.
+    std::fs::write(
+        &policy,
+        fixture
+            .replace("revision: e2e-1", "revision: e2e-2")
+            .replace(
+                "settings: {metric: cpu, target: 0.7}",
+                "settings: {metric: cpu, target: 0.5}",
+            ),
+    )
+    .expect("write");
+    signal(pid, "-HUP");
+    assert_eq!(next_line(), format!("reloaded `{shown}` (revision e2e-2)"));
+
+    for line in &lines[half + 1..] {
+        writeln!(stdin, "{line}").expect("write");
+    }
+    drop(stdin);
+    let status = child.wait().expect("exit");
+    let summary = next_line();
+    assert_eq!(status.code(), Some(0), "{summary}");
+    let sent = lines.len();
+    assert!(
+        summary.starts_with(&format!(
+            "done: {sent} messages, {sent} decoded, 0 dead-lettered"
+        )),
+        "nothing was lost across the reloads: {summary}"
+    );
+    let _ = forward.join();
+
+    // Windows decided before the reload are the old revision's, the rest the new one's,
+    // and the new scaler target is in the new scaler decisions' reasons.
+    let reloaded_at: Timestamp = "2026-11-29T10:01:15Z".parse().expect("time");
+    let decisions = crate::golden::audit_decisions(&audit);
+    assert!(decisions.iter().any(|d| d.at <= reloaded_at));
+    assert!(decisions
+        .iter()
+        .any(|d| d.at > reloaded_at && d.agent == "scaler"));
+    for d in &decisions {
+        let want = if d.at <= reloaded_at {
+            "e2e-1"
+        } else {
+            "e2e-2"
+        };
+        assert_eq!(d.policy_revision, want, "{}", d.id);
+        for p in d.proposals.iter().filter(|p| p.agent == "scaler") {
+            let target = p
+                .rationale
+                .iter()
+                .find(|f| f.name == "target")
+                .map(|f| f.value);
+            let want = if d.at <= reloaded_at { 0.7 } else { 0.5 };
+            assert_eq!(target, Some(want), "{}", p.id);
+        }
+    }
+}

@@ -52,6 +52,7 @@ from skl2onnx.common.data_types import FloatTensorType  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.metrics import precision_score, recall_score, roc_auc_score  # noqa: E402
 
+from conclave_training.export import ort_session, patch_skl2onnx_missing_flag, reference_stats, rfc3339, sha256_file, sort_opsets  # noqa: E402
 from conclave_training import breaker_features as bf  # noqa: E402
 from conclave_training.traces import ROOT  # noqa: E402
 
@@ -134,14 +135,6 @@ def log(msg: str) -> None:
 
 def spec_text() -> str:
     return bf.spec_text()
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- recordings
@@ -332,40 +325,8 @@ def evaluate(model, binary: str, names: tuple[str, ...]) -> dict:
 
 # ---------------------------------------------------------------- export
 
-def reference_stats(x: np.ndarray) -> list[dict]:
-    out = []
-    qs = np.arange(1, 10) / 10.0
-    for j, name in enumerate(bf.FEATURE_NAMES):
-        col = x[:, j].astype(np.float64)
-        edges = np.quantile(col, qs)
-        bins = np.searchsorted(edges, col, side="right")
-        props = np.bincount(bins, minlength=10) / len(col)
-        out.append({"name": name, "mean": float(col.mean()), "std": float(col.std()),
-                    "decile_edges": [float(e) for e in edges],
-                    "proportions": [float(p) for p in props]})
-    return out
-
-
-def _patch_skl2onnx_missing_flag() -> None:
-    """skl2onnx 1.20 passes HistGradientBoosting's `missing_go_to_left` to the ONNX
-    `nodes_missing_value_tracks_true` attribute as a Python bool for leaves, which onnx's
-    helper refuses for an ints attribute; cast it (0/1, the same meaning)."""
-    from skl2onnx.common import tree_ensemble
-
-    if getattr(tree_ensemble.add_node, "_conclave_patched", False):
-        return
-    original = tree_ensemble.add_node
-
-    def add_node(*args, nodes_missing_value_tracks_true=0, **kwargs):
-        return original(*args, nodes_missing_value_tracks_true=int(nodes_missing_value_tracks_true),
-                        **kwargs)
-
-    add_node._conclave_patched = True
-    tree_ensemble.add_node = add_node
-
-
 def export_onnx(model, stats: list[dict], digest: str, train_info: list[dict]) -> bytes:
-    _patch_skl2onnx_missing_flag()
+    patch_skl2onnx_missing_flag()
     onx = to_onnx(model, initial_types=[(bf.INPUT_NAME, FloatTensorType([None, bf.N_FEATURES]))],
                   options={id(model): {"zipmap": False}}, target_opset=TARGET_OPSET)
     # Keep one output: column 1 of the class probabilities (the positive class), [N, 1].
@@ -382,12 +343,7 @@ def export_onnx(model, stats: list[dict], digest: str, train_info: list[dict]) -
     # skl2onnx lists opset imports in set order and, for this converter, the default domain
     # twice: one entry per domain (the highest version), sorted, so the same training data
     # gives the same bytes
-    highest: dict[str, int] = {}
-    for o in onx.opset_import:
-        highest[o.domain] = max(highest.get(o.domain, 0), o.version)
-    del onx.opset_import[:]
-    for domain, version in sorted(highest.items()):
-        onx.opset_import.append(helper.make_opsetid(domain, version))
+    sort_opsets(onx)
     onx.model_version = MODEL_VERSION_INT
     onx.producer_name = "conclave-training"
     onx.producer_version = MODEL_VERSION
@@ -414,13 +370,6 @@ def export_onnx(model, stats: list[dict], digest: str, train_info: list[dict]) -
     helper.set_model_props(onx, props)
     onnx.checker.check_model(onx)
     return onx.SerializeToString()
-
-
-def ort_session(model_bytes: bytes) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
 
 
 def ort_predict(sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
@@ -455,7 +404,7 @@ def golden_samples() -> list[dict]:
     def sample(service: str, ts: int, rate: float, p50: float, p99: float, err: float,
                cpu: float, backlog: int, deps: list[dict]) -> dict:
         noise = 1.0 + 0.02 * rng.uniform(-1, 1)
-        m = {"schema_version": 1, "service": service, "ts": _rfc3339(ts), "rate_in": r(rate * noise),
+        m = {"schema_version": 1, "service": service, "ts": rfc3339(ts), "rate_in": r(rate * noise),
              "rate_out": r(rate * (1.0 - min(backlog, 50) / 500.0)), "backlog": backlog,
              "latency_p50_ms": r(p50 * noise), "latency_p99_ms": r(p99 * noise), "error_rate": r(err),
              "cpu": r(cpu * noise), "replicas": 3}
@@ -497,11 +446,6 @@ def golden_samples() -> list[dict]:
             ts += every
     events.sort(key=lambda m: (bf.parse_ts_ms(m["ts"]), m["service"]))
     return events
-
-
-def _rfc3339(ts_ms: int) -> str:
-    secs, ms = divmod(ts_ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ms:03d}Z"
 
 
 def golden_ticks() -> list[int]:
@@ -768,7 +712,7 @@ def main() -> int:
     log(f"fitted in {train_s:.1f} s")
 
     ev = evaluate(model, binary, HELDOUT_SCENARIOS)
-    stats = reference_stats(x)
+    stats = reference_stats(x, bf.FEATURE_NAMES)
     model_bytes = export_onnx(model, stats, digest, train_info)
     with open(ONNX_PATH, "wb") as f:
         f.write(model_bytes)

@@ -54,6 +54,7 @@ from skl2onnx.common.data_types import FloatTensorType  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.metrics import precision_score, recall_score, roc_auc_score  # noqa: E402
 
+from conclave_training.export import ort_session, patch_skl2onnx_missing_flag, reference_stats, rfc3339, sha256_file, sort_opsets  # noqa: E402
 from conclave_training import compliance_features as cf  # noqa: E402
 from conclave_training.traces import ROOT  # noqa: E402
 
@@ -113,14 +114,6 @@ spec:
 
 def log(msg: str) -> None:
     print(f"[train_compliance] {msg}", file=sys.stderr, flush=True)
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- recordings
@@ -328,40 +321,8 @@ def evaluate(model, names: tuple[str, ...]) -> dict:
 
 # ---------------------------------------------------------------- export
 
-def reference_stats(x: np.ndarray) -> list[dict]:
-    out = []
-    qs = np.arange(1, 10) / 10.0
-    for j, name in enumerate(cf.FEATURE_NAMES):
-        col = x[:, j].astype(np.float64)
-        edges = np.quantile(col, qs)
-        bins = np.searchsorted(edges, col, side="right")
-        props = np.bincount(bins, minlength=10) / len(col)
-        out.append({"name": name, "mean": float(col.mean()), "std": float(col.std()),
-                    "decile_edges": [float(e) for e in edges],
-                    "proportions": [float(p) for p in props]})
-    return out
-
-
-def _patch_skl2onnx_missing_flag() -> None:
-    """skl2onnx 1.20 passes HistGradientBoosting's `missing_go_to_left` to the ONNX
-    `nodes_missing_value_tracks_true` attribute as a Python bool for leaves, which onnx's
-    helper refuses for an ints attribute; cast it (0/1, the same meaning)."""
-    from skl2onnx.common import tree_ensemble
-
-    if getattr(tree_ensemble.add_node, "_conclave_patched", False):
-        return
-    original = tree_ensemble.add_node
-
-    def add_node(*args, nodes_missing_value_tracks_true=0, **kwargs):
-        return original(*args, nodes_missing_value_tracks_true=int(nodes_missing_value_tracks_true),
-                        **kwargs)
-
-    add_node._conclave_patched = True
-    tree_ensemble.add_node = add_node
-
-
 def export_onnx(model, stats: list[dict], digest: str, train_info: list[dict]) -> bytes:
-    _patch_skl2onnx_missing_flag()
+    patch_skl2onnx_missing_flag()
     onx = to_onnx(model, initial_types=[(cf.INPUT_NAME, FloatTensorType([None, cf.N_FEATURES]))],
                   options={id(model): {"zipmap": False}}, target_opset=TARGET_OPSET)
     # Keep one output: column 1 of the class probabilities (the positive class), [N, 1].
@@ -375,13 +336,7 @@ def export_onnx(model, stats: list[dict], digest: str, train_info: list[dict]) -
         name="positive_class"))
     del onx.graph.output[:]
     onx.graph.output.append(helper.make_tensor_value_info(cf.OUTPUT_NAME, TensorProto.FLOAT, [None, 1]))
-    # One opset entry per domain (the highest), sorted, so the same data gives the same bytes.
-    highest: dict[str, int] = {}
-    for o in onx.opset_import:
-        highest[o.domain] = max(highest.get(o.domain, 0), o.version)
-    del onx.opset_import[:]
-    for domain, version in sorted(highest.items()):
-        onx.opset_import.append(helper.make_opsetid(domain, version))
+    sort_opsets(onx)
     onx.model_version = MODEL_VERSION_INT
     onx.producer_name = "conclave-training"
     onx.producer_version = MODEL_VERSION
@@ -409,13 +364,6 @@ def export_onnx(model, stats: list[dict], digest: str, train_info: list[dict]) -
     return onx.SerializeToString()
 
 
-def ort_session(model_bytes: bytes) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
-
-
 def ort_predict(sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
     return sess.run([cf.OUTPUT_NAME], {cf.INPUT_NAME: x.astype(np.float32)})[0]
 
@@ -424,11 +372,6 @@ def ort_predict(sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
 
 GOLDEN_START_MS = 1_800_000_000_000 + 3_250  # not on a second boundary
 GOLDEN_CAPS = {"max_cards": 5, "max_producers": 3}
-
-
-def _rfc3339(ts_ms: int) -> str:
-    secs, ms = divmod(ts_ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ms:03d}Z"
 
 
 def golden_events() -> list[dict]:
@@ -446,7 +389,7 @@ def golden_events() -> list[dict]:
     def emit(t_ms: int, producer: str, fields: dict) -> None:
         seq[0] += 1
         out.append({"schema_version": 1, "topic": "orders", "producer": producer, "region": "eu-west-1",
-                    "key": f"ord_{seq[0]:04d}", "ts": _rfc3339(t_ms), "fields": fields})
+                    "key": f"ord_{seq[0]:04d}", "ts": rfc3339(t_ms), "fields": fields})
 
     def order(cents, card: str | None) -> dict:
         f = {"amount_cents": cents, "currency": "EUR", "status": "paid"}
@@ -764,7 +707,7 @@ def main() -> int:
     log(f"fitted in {train_s:.1f} s")
 
     ev = evaluate(model, HELDOUT_SCENARIOS)
-    stats = reference_stats(x)
+    stats = reference_stats(x, cf.FEATURE_NAMES)
     model_bytes = export_onnx(model, stats, digest, train_info)
     with open(ONNX_PATH, "wb") as f:
         f.write(model_bytes)

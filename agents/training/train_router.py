@@ -55,6 +55,7 @@ from skl2onnx import to_onnx  # noqa: E402
 from skl2onnx.common.data_types import FloatTensorType  # noqa: E402
 from sklearn.ensemble import HistGradientBoostingRegressor  # noqa: E402
 
+from conclave_training.export import ort_session, patch_skl2onnx_missing_flag, reference_stats, rfc3339, sort_opsets  # noqa: E402
 from conclave_training import router_features as rf  # noqa: E402
 from conclave_training.traces import ROOT  # noqa: E402
 
@@ -130,14 +131,6 @@ spec:
 
 def log(msg: str) -> None:
     print(f"[train_router] {msg}", file=sys.stderr, flush=True)
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- recordings
@@ -262,40 +255,8 @@ def evaluate(model, names: tuple[str, ...]) -> dict:
 
 # ---------------------------------------------------------------- export
 
-def reference_stats(x: np.ndarray) -> list[dict]:
-    out = []
-    qs = np.arange(1, 10) / 10.0
-    for j, name in enumerate(rf.FEATURE_NAMES):
-        col = x[:, j].astype(np.float64)
-        edges = np.quantile(col, qs)
-        bins = np.searchsorted(edges, col, side="right")
-        props = np.bincount(bins, minlength=10) / len(col)
-        out.append({"name": name, "mean": float(col.mean()), "std": float(col.std()),
-                    "decile_edges": [float(e) for e in edges],
-                    "proportions": [float(p) for p in props]})
-    return out
-
-
-def _patch_skl2onnx_missing_flag() -> None:
-    """skl2onnx 1.20 passes HistGradientBoosting's `missing_go_to_left` to the ONNX
-    `nodes_missing_value_tracks_true` attribute as a Python bool for leaves, which onnx's
-    helper refuses for an ints attribute; cast it (0/1, the same meaning)."""
-    from skl2onnx.common import tree_ensemble
-
-    if getattr(tree_ensemble.add_node, "_conclave_patched", False):
-        return
-    original = tree_ensemble.add_node
-
-    def add_node(*args, nodes_missing_value_tracks_true=0, **kwargs):
-        return original(*args, nodes_missing_value_tracks_true=int(nodes_missing_value_tracks_true),
-                        **kwargs)
-
-    add_node._conclave_patched = True
-    tree_ensemble.add_node = add_node
-
-
 def export_onnx(model, stats: list[dict], digest: str, train_info: list[dict]) -> bytes:
-    _patch_skl2onnx_missing_flag()
+    patch_skl2onnx_missing_flag()
     onx = to_onnx(model, initial_types=[(rf.INPUT_NAME, FloatTensorType([None, rf.N_FEATURES]))],
                   target_opset=TARGET_OPSET)
     # The regressor forecasts log2(cost); the graph returns the cost in ms: exp(y * ln 2).
@@ -307,12 +268,7 @@ def export_onnx(model, stats: list[dict], digest: str, train_info: list[dict]) -
     onx.graph.output.append(helper.make_tensor_value_info(rf.OUTPUT_NAME, TensorProto.FLOAT, [None, 1]))
     # one opset entry per domain (the highest version), sorted, so the same training data
     # gives the same bytes
-    highest: dict[str, int] = {}
-    for o in onx.opset_import:
-        highest[o.domain] = max(highest.get(o.domain, 0), o.version)
-    del onx.opset_import[:]
-    for domain, version in sorted(highest.items()):
-        onx.opset_import.append(helper.make_opsetid(domain, version))
+    sort_opsets(onx)
     onx.model_version = MODEL_VERSION_INT
     onx.producer_name = "conclave-training"
     onx.producer_version = MODEL_VERSION
@@ -341,13 +297,6 @@ def export_onnx(model, stats: list[dict], digest: str, train_info: list[dict]) -
     return onx.SerializeToString()
 
 
-def ort_session(model_bytes: bytes) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
-
-
 def ort_predict(sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
     return sess.run([rf.OUTPUT_NAME], {rf.INPUT_NAME: x.astype(np.float32)})[0]
 
@@ -374,7 +323,7 @@ def golden_samples() -> list[dict]:
     def sample(service: str, ts: int, rate: float, p50: float, p99: float, err: float, cpu: float,
                backlog: int, served: float) -> dict:
         noise = 1.0 + 0.02 * rng.uniform(-1, 1)
-        return {"schema_version": 1, "service": service, "ts": _rfc3339(ts), "rate_in": r(rate * noise),
+        return {"schema_version": 1, "service": service, "ts": rfc3339(ts), "rate_in": r(rate * noise),
                 "rate_out": r(served * noise), "backlog": backlog, "latency_p50_ms": r(p50 * noise),
                 "latency_p99_ms": r(p99 * noise), "error_rate": r(err), "cpu": r(cpu * noise),
                 "replicas": 4, "region": service}
@@ -404,11 +353,6 @@ def golden_samples() -> list[dict]:
             ts += every
     events.sort(key=lambda m: (rf.parse_ts_ms(m["ts"]), m["service"]))
     return events
-
-
-def _rfc3339(ts_ms: int) -> str:
-    secs, ms = divmod(ts_ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ms:03d}Z"
 
 
 def golden_ticks() -> list[int]:
@@ -796,7 +740,7 @@ def main() -> int:
     log(f"fitted in {train_s:.1f} s")
 
     ev = evaluate(model, HELDOUT_SCENARIOS)
-    stats = reference_stats(x)
+    stats = reference_stats(x, rf.FEATURE_NAMES)
     model_bytes = export_onnx(model, stats, digest, train_info)
     with open(ONNX_PATH, "wb") as f:
         f.write(model_bytes)

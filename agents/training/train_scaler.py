@@ -38,6 +38,7 @@ from skl2onnx import to_onnx  # noqa: E402
 from skl2onnx.common.data_types import FloatTensorType  # noqa: E402
 from sklearn.ensemble import GradientBoostingRegressor  # noqa: E402
 
+from conclave_training.export import ort_session, reference_stats  # noqa: E402
 from conclave_training import scaler_features as sf  # noqa: E402
 from conclave_training import synthetic, traces  # noqa: E402
 
@@ -108,24 +109,6 @@ def build_training_set(series: list[traces.MinuteSeries]):
 
 
 # ---------------------------------------------------------------- stats
-
-def reference_stats(x: np.ndarray) -> list[dict]:
-    out = []
-    qs = np.arange(1, 10) / 10.0
-    for j, name in enumerate(sf.FEATURE_NAMES):
-        col = x[:, j].astype(np.float64)
-        edges = np.quantile(col, qs)
-        bins = np.searchsorted(edges, col, side="right")  # count of edges <= x
-        props = np.bincount(bins, minlength=10) / len(col)
-        out.append({
-            "name": name,
-            "mean": float(col.mean()),
-            "std": float(col.std()),
-            "decile_edges": [float(e) for e in edges],
-            "proportions": [float(p) for p in props],
-        })
-    return out
-
 
 # ---------------------------------------------------------------- evaluation
 
@@ -207,13 +190,6 @@ def export_onnx(model, stats: list[dict], digest: str, train_info: list[dict]) -
     helper.set_model_props(onx, props)
     onnx.checker.check_model(onx)
     return onx.SerializeToString()
-
-
-def ort_session(model_bytes: bytes) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
 
 
 def ort_predict(sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
@@ -449,7 +425,7 @@ def main() -> int:
     log(f"fitted in {train_s:.1f} s")
 
     ev = evaluate_heldout(model)
-    stats = reference_stats(x)
+    stats = reference_stats(x, sf.FEATURE_NAMES)
     model_bytes = export_onnx(model, stats, digest, train_info)
     with open(ONNX_PATH, "wb") as f:
         f.write(model_bytes)

@@ -7,6 +7,7 @@ pub mod operator;
 pub mod operator_cli;
 pub mod policy;
 pub mod publish;
+mod reload;
 pub mod replay;
 pub mod run;
 mod run_pulsar;

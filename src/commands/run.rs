@@ -33,7 +33,7 @@ pub enum TimeMode {
 /// `conclave run` options.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// The policy to run under.
+    /// The policy to run under; SIGHUP reloads it (same agents and window).
     #[arg(long)]
     pub policy: PathBuf,
     /// JSON Lines telemetry, or `-` for stdin.
@@ -191,6 +191,7 @@ async fn run_async(
         )
         .await?,
     );
+    let hangups = super::reload::on_hangup(args.policy.clone(), runtime.handle())?;
     let served = servers.clone();
     let quiet = args.quiet;
     let printer = tokio::spawn(async move {
@@ -236,6 +237,7 @@ async fn run_async(
     } else {
         feeder_flush_now(&bus, clock.as_ref()).await?;
     }
+    hangups.abort();
     bus.close(TOPIC);
     let report = runtime.shutdown().await?;
     let _ = printer.await;

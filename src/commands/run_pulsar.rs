@@ -203,7 +203,9 @@ pub(crate) async fn run(
         }
     });
 
+    let hangups = super::reload::on_hangup(args.policy.clone(), runtime.handle())?;
     terminated().await;
+    hangups.abort();
     eprintln!("{name}: stopping; deciding what was received");
     control_sources.stop();
     let report = runtime.shutdown().await?;

@@ -39,8 +39,8 @@
 //!   it before the averages agree, and the router herds (in simulation, every request of
 //!   a route sent to one backend after another). The proposal names the `model`; its
 //!   rationale has each backend's EWMAs, its `forecast_cost_ms` and the weight the rule
-//!   alone would have given (`rule_weight`), so the gap between the two is in every
-//!   decision.
+//!   alone would have given (`rule_weight`; the whole rule proposal is the proposal's
+//!   `rule`), so the gap between the two is in every decision.
 //! - **`predict.mode: report`**: the forecasts are computed and recorded
 //!   (`forecast_cost_ms` per backend) but the weights are exactly the rule's.
 //! - **Forecast vs what happened** (both modes): each forecast is checked once its 60 s

@@ -266,6 +266,13 @@ fn a_trend_forecast_shifts_weight_away_before_the_rule_and_back_at_its_pace() {
     );
     assert_eq!(factor(first, "web-eu.rule_weight"), Some(0.469));
     assert_eq!(factor(first, "web-us.rule_weight"), Some(0.531));
+    // What the rule alone would have proposed goes with it, for the model-vs-rule gap.
+    assert_eq!(
+        first.rule,
+        Some(Action::Route {
+            weights: BTreeMap::from([("web-eu".into(), 0.469), ("web-us".into(), 0.531)])
+        })
+    );
     let back = &p[8];
     assert_eq!(
         factor(back, "web-eu.forecast_cost_ms").map(f64::round),
@@ -384,6 +391,7 @@ fn report_mode_records_forecasts_and_proposes_the_rules_weights() {
     assert_eq!(renders(&p), RULE);
     let q = &p[2];
     assert_eq!(q.model, None, "the rule decided");
+    assert_eq!(q.rule, None, "the rule decided");
     assert_eq!(q.fallback, None, "not a fault");
     assert!(q.inference.is_some());
     assert_eq!(factor(q, "web-eu.rule_weight"), None);
@@ -421,6 +429,7 @@ fn a_missing_model_leaves_the_rule_with_fallback_recorded() {
             render(q)
         );
         assert_eq!(q.inference, None, "no model, no call: {}", render(q));
+        assert_eq!(q.rule, None, "the rule decided: {}", render(q));
         // The load error is recorded once per instance, on its first proposal.
         let error = note(q, "model_error");
         assert_eq!(error.is_some(), i == 0, "{}", render(q));

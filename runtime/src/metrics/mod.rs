@@ -108,8 +108,11 @@ impl Metrics {
     pub fn register_models(&self, models: Vec<Arc<ModelStats>>) {
         let mut known = lock(&self.models);
         for m in models {
-            if !known.iter().any(|k| Arc::ptr_eq(k, &m)) {
-                known.push(m);
+            // A model of the same name is one a policy reload replaced: its figures give
+            // way to the new one's, so a name is exported once.
+            match known.iter_mut().find(|k| k.name() == m.name()) {
+                Some(k) => *k = m,
+                None => known.push(m),
             }
         }
     }

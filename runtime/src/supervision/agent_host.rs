@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use super::arbiter_host::ArbiterMsg;
 use super::inbox::{AgentInbox, InboxItem, Next};
+use super::reload::SwapFactory;
 use crate::agent::{Agent, AgentSpec, Proposals};
 use crate::clock::Clock;
 use crate::events::{AgentHung, AgentPanicked, Counters, ProposalsSent, TelemetryDeadLettered};
@@ -38,6 +39,8 @@ pub(crate) enum AgentMsg {
 #[derive(Clone)]
 pub(crate) struct AgentArgs {
     pub(crate) spec: AgentSpec,
+    /// Builds the agent's instances; a policy reload replaces it.
+    pub(crate) factory: Arc<SwapFactory>,
     pub(crate) inbox: Arc<AgentInbox>,
     pub(crate) arbiter: ActorRef<ArbiterMsg>,
     pub(crate) dead_letters: Arc<dyn DeadLetterSink>,
@@ -55,6 +58,8 @@ pub(crate) struct AgentArgs {
 pub(crate) struct AgentState {
     args: AgentArgs,
     agent: Option<Box<dyn Agent>>,
+    /// The factory generation that built `agent`.
+    built: u64,
     proposals: Option<Proposals>,
 }
 
@@ -111,9 +116,18 @@ impl AgentState {
         F: FnOnce(&mut dyn Agent, &mut Proposals, &AtomicUsize) -> R + Send + 'static,
     {
         let name = self.name();
+        let current = self.args.factory.generation();
         let mut agent = match self.agent.take() {
-            Some(a) => a,
-            None => (self.args.spec.factory)(),
+            Some(a) if self.built == current => a,
+            // None after a failure, or built from the policy before a reload.
+            stale => {
+                let (a, generation) = self.args.factory.build();
+                if stale.is_some() {
+                    self.args.metrics.register_models(a.models());
+                }
+                self.built = generation;
+                a
+            }
         };
         let mut proposals = self
             .proposals
@@ -235,13 +249,14 @@ impl Actor for AgentActor {
         myself: ActorRef<Self::Msg>,
         args: AgentArgs,
     ) -> Result<AgentState, ActorProcessingErr> {
-        let agent = (args.spec.factory)();
+        let (agent, built) = args.factory.build();
         args.metrics.register_models(agent.models());
         let proposals = Proposals::new(args.spec.name);
         myself.send_message(AgentMsg::Pump)?;
         Ok(AgentState {
             args,
             agent: Some(agent),
+            built,
             proposals: Some(proposals),
         })
     }

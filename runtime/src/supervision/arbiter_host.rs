@@ -19,6 +19,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::decision::Decision;
 use crate::events::{Counters, DecisionsMade};
 use crate::overrides::{OperatorView, Override, OverrideJournal};
+use crate::policy::Policy;
 use crate::proposal::Proposal;
 use crate::target::Target;
 
@@ -42,6 +43,8 @@ pub(crate) enum ArbiterMsg {
         /// `traceparent`s of the receive spans of the window's traced messages, per target.
         links: BTreeMap<Target, Vec<Arc<str>>>,
     },
+    /// A reloaded policy: decide under it from now on.
+    Reload(Arc<Policy>, RpcReplyPort<()>),
     /// An agent was retired: stop waiting for it.
     AgentRetired(&'static str),
     /// A human override.
@@ -336,6 +339,17 @@ impl Actor for ArbiterActor {
                     w.links.entry(target).or_default().append(&mut l);
                 }
                 s.close_ready_windows();
+            }
+            ArbiterMsg::Reload(policy, reply) => {
+                tracing::info!(
+                    target: "conclave::policy",
+                    name = %policy.name(),
+                    revision = %policy.revision(),
+                    "Policy reloaded."
+                );
+                s.args.arbiter = Arbiter::new(policy);
+                s.publish_view();
+                let _ = reply.send(());
             }
             ArbiterMsg::AgentRetired(agent) => {
                 s.live.remove(agent);

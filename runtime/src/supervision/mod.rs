@@ -20,6 +20,7 @@ mod arbiter_host;
 mod audit_host;
 mod inbox;
 mod ingress;
+mod reload;
 mod supervisor;
 #[cfg(test)]
 mod tests;
@@ -52,6 +53,8 @@ use arbiter_host::{ArbiterArgs, ArbiterMsg};
 use audit_host::{AuditArgs, AuditMsg};
 use inbox::AgentInbox;
 use ingress::IngressArgs;
+pub use reload::ReloadError;
+use reload::SwapFactory;
 pub use supervisor::RestartPolicy;
 use supervisor::{Plan, Refs, RootSupervisor, SupervisorMsg};
 
@@ -158,6 +161,9 @@ pub struct Runtime {
     agents_drained: mpsc::UnboundedReceiver<&'static str>,
     agent_count: usize,
     views: watch::Receiver<OperatorView>,
+    /// Each agent's replaceable factory, in the order the policy gave them.
+    factories: Arc<[(&'static str, Arc<SwapFactory>)]>,
+    window: Duration,
 }
 
 impl Runtime {
@@ -225,6 +231,13 @@ impl Runtime {
             &BTreeSet::new(),
             config.clock.now(),
         ));
+        let factories: Vec<(&'static str, Arc<SwapFactory>)> = config
+            .agents
+            .iter()
+            .map(|a| (a.name, SwapFactory::new(a.factory.clone())))
+            .collect();
+        let agent_factories: Vec<Arc<SwapFactory>> =
+            factories.iter().map(|(_, f)| f.clone()).collect();
         let agent_specs = config.agents;
         let agent_inboxes = inboxes.clone();
         let dead_letters = config.dead_letters;
@@ -259,8 +272,10 @@ impl Runtime {
                 agent_specs
                     .into_iter()
                     .zip(agent_inboxes)
-                    .map(|(spec, inbox)| AgentArgs {
+                    .zip(agent_factories)
+                    .map(|((spec, inbox), factory)| AgentArgs {
                         spec,
+                        factory,
                         inbox,
                         arbiter: arbiter.clone(),
                         dead_letters: dl2.clone(),
@@ -316,6 +331,8 @@ impl Runtime {
             agents_drained,
             agent_count,
             views,
+            factories: factories.into(),
+            window,
         })
     }
 
@@ -369,6 +386,8 @@ impl Runtime {
             arbiter: self.refs.arbiter.clone(),
             views: self.views.clone(),
             metrics: self.metrics.clone(),
+            factories: self.factories.clone(),
+            window: self.window,
         }
     }
 
@@ -446,9 +465,48 @@ pub struct RuntimeHandle {
     arbiter: ActorRef<ArbiterMsg>,
     views: watch::Receiver<OperatorView>,
     metrics: Arc<Metrics>,
+    factories: Arc<[(&'static str, Arc<SwapFactory>)]>,
+    window: Duration,
 }
 
 impl RuntimeHandle {
+    /// Puts `policy` in force, with `agents` built for it (see [`reload`](self::reload)
+    /// for what a reload keeps and what it refuses).
+    ///
+    /// # Errors
+    /// [`ReloadError`]; the running policy then stays in force.
+    pub async fn reload(
+        &self,
+        policy: Arc<Policy>,
+        agents: Vec<AgentSpec>,
+    ) -> Result<(), ReloadError> {
+        let running: Vec<&'static str> = self.factories.iter().map(|(n, _)| *n).collect();
+        let new: Vec<&'static str> = agents.iter().map(|a| a.name).collect();
+        if running != new {
+            return Err(ReloadError::Agents { running, new });
+        }
+        let window = policy.arbiter().window();
+        if window != self.window {
+            return Err(ReloadError::Window {
+                running: self.window,
+                new: window,
+            });
+        }
+        // The arbiter first: proposals the new agents make are decided under their policy.
+        match self
+            .arbiter
+            .call(|reply| ArbiterMsg::Reload(policy, reply), None)
+            .await
+        {
+            Ok(CallResult::Success(())) => {}
+            _ => return Err(ReloadError::Stopped),
+        }
+        for ((_, swap), spec) in self.factories.iter().zip(agents) {
+            swap.replace(spec.factory);
+        }
+        Ok(())
+    }
+
     /// Waits until the window ending at `at` (or a later one) is decided, audited and
     /// carried out; see [`Runtime::decided_through`].
     ///
