@@ -14,6 +14,8 @@ pub mod router;
 pub mod scaler;
 mod scope;
 pub mod settings;
+#[cfg(test)]
+mod test_support;
 
 pub use catalog::{agent_specs, agent_specs_with_faults, Catalog, AGENTS};
 pub use scope::Scope;

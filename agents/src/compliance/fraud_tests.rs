@@ -5,10 +5,8 @@
 //! order (`ORT_DYLIB_PATH`, the project venv, the system) and fail, with the message
 //! naming `agents/training/setup.sh`, when it is missing. They never skip.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use conclave_runtime::models::OrtEnvironment;
 use conclave_runtime::telemetry::{EventSample, Telemetry, SCHEMA_VERSION};
 use conclave_runtime::{
     Action, Agent, ModelId, Policy, Proposal, Proposals, QuarantineScope, Severity, Timestamp,
@@ -16,22 +14,13 @@ use conclave_runtime::{
 use serde_json::{json, Value};
 
 use super::NAME;
+use crate::test_support::{built_agent, compile_at, models_dir, require_ort};
 
 /// 2027-01-15T08:00:00Z.
 const BASE_MS: i64 = 1_800_000_000_000;
 
 fn t(s: i64) -> Timestamp {
     Timestamp::from_millis(BASE_MS + s * 1000)
-}
-
-fn models_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
-}
-
-fn require_ort() {
-    if let Err(e) = OrtEnvironment::global() {
-        panic!("ONNX Runtime is needed for this test: {e}");
-    }
 }
 
 /// The compliance model block for `path` (relative to `agents/models/`).
@@ -67,11 +56,7 @@ spec:
 "#
     );
     let file = models_dir().join("learned-compliance-test.yaml");
-    match conclave_runtime::policy::compile_str(&file.display().to_string(), &yaml, &crate::Catalog)
-    {
-        Ok(p) => Arc::new(p),
-        Err(e) => panic!("test policy does not compile: {e:?}"),
-    }
+    compile_at(&file, &yaml)
 }
 
 /// The compliance agent the catalog builds for a policy with `settings` and the model at
@@ -79,15 +64,7 @@ spec:
 fn agent(settings: &str, path: &str) -> Box<dyn Agent> {
     require_ort();
     let policy = policy(settings, &model_block(path));
-    let specs = match crate::agent_specs(&policy) {
-        Ok(specs) => specs,
-        Err(e) => panic!("agent_specs failed: {e:?}"),
-    };
-    let spec = specs
-        .into_iter()
-        .find(|s| s.name == NAME)
-        .expect("the policy runs compliance");
-    (spec.factory)()
+    built_agent(&policy, NAME)
 }
 
 fn event(s: i64, producer: &str, fields: Value) -> Telemetry {

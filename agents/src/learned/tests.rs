@@ -2,14 +2,14 @@
 //! (`agents/models/testdata/`, made by `agents/training/make_test_models.py`). Needs ONNX
 //! Runtime (found by the runtime's resolution order); never skips.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use conclave_runtime::models::{Fallback, OrtEnvironment};
+use conclave_runtime::models::Fallback;
 use conclave_runtime::policy::ModelRef;
 use conclave_runtime::{ModelId, Timestamp};
 
 use super::*;
+use crate::test_support::{compile_at, models_dir, require_ort};
 
 const ONE: Signature = Signature {
     agent: "test",
@@ -18,15 +18,9 @@ const ONE: Signature = Signature {
     outputs_per_row: 1,
 };
 
-fn models_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
-}
-
 /// The scaler's model reference in a policy naming `path` with a `[-1, 1]` signature.
 fn model_ref(path: &str) -> ModelRef {
-    if let Err(e) = OrtEnvironment::global() {
-        panic!("ONNX Runtime is needed for this test: {e}");
-    }
+    require_ort();
     let yaml = format!(
         r#"apiVersion: conclave/v1
 kind: Policy
@@ -45,15 +39,7 @@ spec:
   arbiter: {{window: 15s}}
 "#
     );
-    let file = models_dir().join("learned-test.yaml");
-    let policy = match conclave_runtime::policy::compile_str(
-        &file.display().to_string(),
-        &yaml,
-        &crate::Catalog,
-    ) {
-        Ok(p) => p,
-        Err(e) => panic!("test policy does not compile: {e:?}"),
-    };
+    let policy = compile_at(&models_dir().join("learned-test.yaml"), &yaml);
     policy
         .agent("scaler")
         .and_then(|a| a.model())

@@ -6,31 +6,20 @@
 //! naming `agents/training/setup.sh`, when it is missing. They never skip.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use conclave_runtime::models::router_features::cost;
-use conclave_runtime::models::OrtEnvironment;
 use conclave_runtime::telemetry::{ServiceMetrics, Telemetry, SCHEMA_VERSION};
 use conclave_runtime::{Action, Agent, ModelId, Policy, Proposal, Proposals, Timestamp};
 
 use super::NAME;
+use crate::test_support::{built_agent, compile_at, models_dir, require_ort};
 
 /// 2027-01-15T08:00:00Z, a multiple of 15 s.
 const BASE_MS: i64 = 1_800_000_000_000;
 
 fn t(s: i64) -> Timestamp {
     Timestamp::from_millis(BASE_MS + s * 1000)
-}
-
-fn models_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
-}
-
-fn require_ort() {
-    if let Err(e) = OrtEnvironment::global() {
-        panic!("ONNX Runtime is needed for this test: {e}");
-    }
 }
 
 /// The router model block for `path` (relative to `agents/models/`).
@@ -68,24 +57,12 @@ spec:
 "#
     );
     let file = models_dir().join("learned-router-test.yaml");
-    match conclave_runtime::policy::compile_str(&file.display().to_string(), &yaml, &crate::Catalog)
-    {
-        Ok(p) => Arc::new(p),
-        Err(e) => panic!("test policy does not compile: {e:?}"),
-    }
+    compile_at(&file, &yaml)
 }
 
 /// The router the catalog builds for `policy`.
 fn router(policy: &Arc<Policy>) -> Box<dyn Agent> {
-    let specs = match crate::agent_specs(policy) {
-        Ok(specs) => specs,
-        Err(e) => panic!("agent_specs failed: {e:?}"),
-    };
-    let spec = specs
-        .into_iter()
-        .find(|s| s.name == NAME)
-        .expect("the policy runs the router");
-    (spec.factory)()
+    built_agent(policy, NAME)
 }
 
 fn learned(path: &str, settings: &str) -> Box<dyn Agent> {
