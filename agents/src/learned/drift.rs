@@ -5,7 +5,7 @@
 //! vector per new bucket for every model, and PSI needs the same few hundred rows to say
 //! anything whichever model it is.
 
-use conclave_runtime::models::{DriftConfig, DriftMonitor, FeatureStats, ModelHost};
+use conclave_runtime::models::{DriftConfig, DriftMonitor, DriftReport, FeatureStats, ModelHost};
 use conclave_runtime::policy::SettingsProblem;
 use serde::Deserialize;
 
@@ -131,6 +131,10 @@ pub(super) struct Drift {
     /// Column of each monitored feature in the feature row.
     columns: Vec<usize>,
     row: Vec<f32>,
+    /// The monitor's report as of the last [`refresh`](Self::refresh): computed once per
+    /// tick with new rows, read by the drift stop, the metrics and the rationale.
+    report: Option<DriftReport>,
+    stale: bool,
 }
 
 impl Drift {
@@ -169,6 +173,8 @@ impl Drift {
             row: Vec::with_capacity(columns.len()),
             monitor,
             columns,
+            report: None,
+            stale: false,
         })
     }
 
@@ -181,5 +187,21 @@ impl Drift {
         );
         // Features are finite by construction and the width is the monitor's own.
         let _ = self.monitor.observe(&self.row);
+        self.stale = true;
+    }
+
+    /// Recomputes the report if rows arrived since; `true` when it changed.
+    pub(super) fn refresh(&mut self) -> bool {
+        if !self.stale {
+            return false;
+        }
+        self.stale = false;
+        self.report = Some(self.monitor.report());
+        true
+    }
+
+    /// The report as of the last refresh (`None` before the first row).
+    pub(super) fn report(&self) -> Option<&DriftReport> {
+        self.report.as_ref()
     }
 }

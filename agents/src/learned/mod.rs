@@ -239,6 +239,7 @@ impl LearnedModel {
 pub struct Learned {
     model: LearnedModel,
     feature_names: &'static [&'static str],
+    outputs_per_row: usize,
     drift: Option<drift::Drift>,
     /// Set when drift switched the model off (`on_drift: rules`), until the agent restarts.
     stopped: Option<Fault>,
@@ -264,6 +265,7 @@ impl Learned {
         Learned {
             model,
             feature_names: signature.feature_names,
+            outputs_per_row: signature.outputs_per_row,
             drift: monitor,
             stopped: None,
             stop_on_drift: drift.on_drift() == OnDrift::Rules,
@@ -318,7 +320,9 @@ impl Learned {
     /// [`Signature::outputs_per_row`], or the fault that makes the rule decide for every
     /// row. Afterwards [`inference`](Self::inference) describes the call.
     pub fn infer(&mut self, now: Timestamp, rows: usize) -> Result<Vec<f32>, Fault> {
-        self.publish_drift();
+        if self.drift.as_mut().is_some_and(drift::Drift::refresh) {
+            self.publish_drift();
+        }
         if self.stop_on_drift && self.stopped.is_none() && self.drifted() {
             self.stopped = Some(Fault::Drift);
         }
@@ -331,11 +335,9 @@ impl Learned {
             (LearnedModel::Loaded(m), None) => {
                 m.clock.set(now);
                 let (out, took) = m.host.infer_timed(&self.batch, rows);
-                let per_row = m.host.outputs().first().map_or(1, |o| {
-                    usize::try_from(o.shape.iter().skip(1).product::<i64>()).unwrap_or(1)
-                });
                 let out = match out {
-                    Ok(out) if out.len() == rows * per_row => Ok(out),
+                    // The signature check made the output this wide.
+                    Ok(out) if out.len() == rows * self.outputs_per_row => Ok(out),
                     Ok(_) => Err(Fault::Model(Fallback::InferenceError)),
                     Err(e) => Err(Fault::Model(e.fallback())),
                 };
@@ -377,19 +379,22 @@ impl Learned {
     fn drifted(&self) -> bool {
         self.drift
             .as_ref()
-            .is_some_and(|d| d.monitor.report().drifted)
+            .and_then(drift::Drift::report)
+            .is_some_and(|r| r.drifted)
     }
 
-    /// Hands the drift monitor's PSI per feature to the model's metrics, once the window
+    /// Hands the drift report's PSI per feature to the model's metrics, once the window
     /// holds the rows drift is judged on (PSI over a handful of rows is noise).
     fn publish_drift(&self) {
         let (Some(host), Some(drift)) = (self.model.host(), &self.drift) else {
             return;
         };
-        if drift.monitor.rows() < drift.monitor.config().min_rows {
+        let Some(report) = drift.report() else {
+            return;
+        };
+        if report.rows < drift.monitor.config().min_rows {
             return;
         }
-        let report = drift.monitor.report();
         host.stats()
             .set_drift(report.features.iter().map(|f| (f.name.as_str(), f.psi)));
     }
@@ -397,7 +402,7 @@ impl Learned {
     /// `drift_psi_max` while the features drifted (the largest PSI, naming its feature).
     pub fn drift_factor(&self) -> Option<Factor> {
         let drift = self.drift.as_ref()?;
-        let report = drift.monitor.report();
+        let report = drift.report()?;
         if !report.drifted {
             return None;
         }

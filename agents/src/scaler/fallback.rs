@@ -14,6 +14,7 @@ use conclave_runtime::{factor, Confidence, Factor, Timestamp};
 
 use super::config::{Metric, PolicyKind, ScalerConfig, ScalingRules, SelectPolicy};
 use super::features::{Reading, TargetWindow, Timed};
+use crate::learned::noted;
 
 /// Slack for comparisons on ratios computed in floating point: `4 × (1.4 / 0.7)` must not
 /// become 9 and `0.77 / 0.7` must stay inside a 0.1 tolerance because a division rounded
@@ -319,14 +320,6 @@ pub fn confidence(ratio: f64, tolerance: f64) -> Confidence {
     }
     let beyond = ((ratio - 1.0).abs() - tolerance) / tolerance;
     Confidence::saturating(0.5 + 0.5 * beyond.clamp(0.0, 1.0))
-}
-
-fn noted(name: &str, value: f64, note: &str) -> Factor {
-    Factor {
-        name: name.to_string(),
-        value,
-        note: Some(note.to_string()),
-    }
 }
 
 /// Runs the whole rule for the target whose window is `window`, on its newest `reading`.
