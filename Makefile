@@ -24,7 +24,8 @@ build: deps venv
 
 ## The main job: validate and test the shipped policies, the scripted arbiter demo, the
 ## runtime (four agents on the embedded bus) replaying three minutes of telemetry, then the
-## flash-sale simulation: the policy against doing nothing, with an HTML report.
+## flash-sale simulation: the learned policy against its rules, doing nothing and the oracle,
+## with an HTML report.
 demo: build
 	$(BIN) policy validate policies/*.yaml
 	$(BIN) policy test policies/tests

@@ -101,7 +101,8 @@ fn scaler_model_block() -> String {
     learned_model_block(&MODELS[0])
 }
 
-/// One committed model: file, features per row, output name, what it predicts.
+/// One committed model: file, features per row (from the agent's signature), output
+/// name, what it predicts.
 struct Committed {
     file: &'static str,
     features: usize,
@@ -113,25 +114,25 @@ struct Committed {
 const MODELS: [Committed; 4] = [
     Committed {
         file: "scaler-forecast.onnx",
-        features: 24,
+        features: conclave_agents::scaler::SIGNATURE.feature_names.len(),
         output: "p90_ratio",
         says: "p90 rate ratio",
     },
     Committed {
         file: "breaker-risk.onnx",
-        features: 21,
+        features: conclave_agents::breaker::SIGNATURE.feature_names.len(),
         output: "risk",
         says: "trip probability",
     },
     Committed {
         file: "router-latency.onnx",
-        features: 23,
+        features: conclave_agents::router::SIGNATURE.feature_names.len(),
         output: "latency_ms",
         says: "backend latency",
     },
     Committed {
         file: "compliance-fraud.onnx",
-        features: 9,
+        features: conclave_agents::compliance::SIGNATURE.feature_names.len(),
         output: "fraud",
         says: "fraud score",
     },
