@@ -182,14 +182,7 @@ async fn run_async(
     )
     .await?;
     let servers = Arc::new(
-        super::serve_api::Servers::start(
-            &args.api,
-            policy.clone(),
-            runtime.handle(),
-            clock.clone(),
-            None,
-        )
-        .await?,
+        super::serve_api::Servers::start(&args.api, runtime.handle(), clock.clone(), None).await?,
     );
     let hangups = super::reload::on_hangup(args.policy.clone(), runtime.handle())?;
     let served = servers.clone();

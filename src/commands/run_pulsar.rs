@@ -141,14 +141,8 @@ pub(crate) async fn run(
         None => None,
     };
     let servers = Arc::new(
-        super::serve_api::Servers::start(
-            &args.api,
-            policy.clone(),
-            runtime.handle(),
-            clock.clone(),
-            fanout,
-        )
-        .await?,
+        super::serve_api::Servers::start(&args.api, runtime.handle(), clock.clone(), fanout)
+            .await?,
     );
     // Every instance answers KEDA for every target: the scales the others carried out
     // arrive on the actions topic.

@@ -87,7 +87,6 @@ impl Servers {
     /// Starts what `args` asks for; with `fanout`, API acts reach the other instances.
     pub async fn start(
         args: &ApiArgs,
-        policy: Arc<conclave_runtime::Policy>,
         handle: RuntimeHandle,
         clock: Arc<dyn Clock>,
         fanout: Option<Fanout>,
@@ -95,7 +94,7 @@ impl Servers {
         let keda = match args.keda {
             Some(bind) => {
                 let book = keda::ScaleBook::new();
-                let scaler = keda::KedaScaler::new(policy, handle.clone(), book.clone());
+                let scaler = keda::KedaScaler::new(handle.clone(), book.clone());
                 let server = keda::serve(bind, scaler).await?;
                 eprintln!("keda: external scaler listening on {}", server.local_addr());
                 Some((server, book))

@@ -12,7 +12,6 @@ mod book;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use futures::Stream;
 use tokio::sync::watch;
@@ -20,7 +19,7 @@ use tonic::{Request, Response, Status};
 
 pub use book::{Enacted, ScaleBook, Shadowed};
 
-use crate::policy::{Mode, Policy};
+use crate::policy::Mode;
 use crate::supervision::RuntimeHandle;
 use crate::target::Target;
 
@@ -44,7 +43,6 @@ const AGENT: &str = "scaler";
 /// The service.
 #[derive(Clone)]
 pub struct KedaScaler {
-    policy: Arc<Policy>,
     handle: RuntimeHandle,
     book: ScaleBook,
     shutdown: watch::Receiver<bool>,
@@ -67,10 +65,10 @@ pub fn metric_name(target: &Target) -> String {
 }
 
 impl KedaScaler {
-    /// The scaler for the runtime behind `handle`, answering from `book`.
-    pub fn new(policy: Arc<Policy>, handle: RuntimeHandle, book: ScaleBook) -> Self {
+    /// The scaler for the runtime behind `handle` (under the policy in force there, reloads
+    /// included), answering from `book`.
+    pub fn new(handle: RuntimeHandle, book: ScaleBook) -> Self {
         KedaScaler {
-            policy,
             handle,
             book,
             shutdown: watch::channel(false).1,
@@ -96,9 +94,10 @@ impl KedaScaler {
             )));
         };
         let target = Target::new(t);
-        let policy = self.policy.name();
-        let selected = self.policy.selects(AGENT, &target);
-        if !selected && !self.policy.targets().contains_key(&target) {
+        let in_force = self.handle.policy();
+        let policy = in_force.name();
+        let selected = in_force.selects(AGENT, &target);
+        if !selected && !in_force.targets().contains_key(&target) {
             return Err(Status::not_found(format!(
                 "{so}: target `{t}` is not in policy `{policy}`"
             )));
@@ -118,7 +117,7 @@ impl KedaScaler {
         match mode {
             None | Some(Mode::Off) => Err(Status::failed_precondition(format!(
                 "{so}: the scaler agent is off in policy `{}`",
-                self.policy.name()
+                self.handle.policy().name()
             ))),
             Some(Mode::Shadow) => match self.book.shadowed(target) {
                 Some(s) => {

@@ -164,6 +164,8 @@ pub struct Runtime {
     /// Each agent's replaceable factory, in the order the policy gave them.
     factories: Arc<[(&'static str, Arc<SwapFactory>)]>,
     window: Duration,
+    /// The policy in force (a reload replaces it).
+    policy: Arc<watch::Sender<Arc<Policy>>>,
 }
 
 impl Runtime {
@@ -333,6 +335,7 @@ impl Runtime {
             views,
             factories: factories.into(),
             window,
+            policy: Arc::new(watch::Sender::new(config.policy.clone())),
         })
     }
 
@@ -388,6 +391,7 @@ impl Runtime {
             metrics: self.metrics.clone(),
             factories: self.factories.clone(),
             window: self.window,
+            policy: self.policy.clone(),
         }
     }
 
@@ -467,6 +471,8 @@ pub struct RuntimeHandle {
     metrics: Arc<Metrics>,
     factories: Arc<[(&'static str, Arc<SwapFactory>)]>,
     window: Duration,
+    /// The policy in force (a reload replaces it).
+    policy: Arc<watch::Sender<Arc<Policy>>>,
 }
 
 impl RuntimeHandle {
@@ -495,7 +501,7 @@ impl RuntimeHandle {
         // The arbiter first: proposals the new agents make are decided under their policy.
         match self
             .arbiter
-            .call(|reply| ArbiterMsg::Reload(policy, reply), None)
+            .call(|reply| ArbiterMsg::Reload(policy.clone(), reply), None)
             .await
         {
             Ok(CallResult::Success(())) => {}
@@ -504,6 +510,7 @@ impl RuntimeHandle {
         for ((_, swap), spec) in self.factories.iter().zip(agents) {
             swap.replace(spec.factory);
         }
+        self.policy.send_replace(policy);
         Ok(())
     }
 
@@ -529,6 +536,11 @@ impl RuntimeHandle {
     /// as of the arbiter's last change. Reading it sends the arbiter nothing.
     pub fn view(&self) -> OperatorView {
         self.views.borrow().clone()
+    }
+
+    /// The policy in force: the one started with, or the last one reloaded.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.borrow().clone()
     }
 
     /// The runtime's metrics; see [`Runtime::metrics`].

@@ -388,3 +388,78 @@ async fn an_agent_over_its_restart_budget_is_retired_and_windows_keep_closing() 
     assert_eq!(report.counters.ticks, 3);
     assert!(report.counters.skipped_retired > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_puts_the_new_policy_in_force_and_refuses_other_agents_or_windows() {
+    let h = harness(1, immediate()).await;
+    let handle = h.runtime.handle();
+    let compile = |yaml: &str| {
+        Arc::new(crate::policy::compile_str("s.yaml", yaml, &["router", "scaler"]).expect("policy"))
+    };
+    let agents = || {
+        vec![
+            spec("scaler", h.release.clone(), h.stuck.clone()),
+            spec("router", h.release.clone(), h.stuck.clone()),
+        ]
+    };
+    h.window(0).await;
+    h.send("web", 1, 2).await;
+    h.window(10).await;
+    assert_eq!(handle.policy().revision(), "s1");
+
+    let s2 = POLICY.replace("revision: s1", "revision: s2");
+    handle
+        .reload(compile(&s2), agents())
+        .await
+        .expect("reloaded");
+    assert_eq!(handle.policy().revision(), "s2");
+    assert_eq!(
+        handle
+            .reload(compile(&s2.replace("window: 10s", "window: 20s")), agents())
+            .await,
+        Err(ReloadError::Window {
+            running: Duration::from_secs(10),
+            new: Duration::from_secs(20),
+        })
+    );
+    assert_eq!(
+        handle
+            .reload(
+                compile(&s2),
+                vec![spec("scaler", h.release.clone(), h.stuck.clone())]
+            )
+            .await,
+        Err(ReloadError::Agents {
+            running: vec!["scaler", "router"],
+            new: vec!["scaler"],
+        })
+    );
+    assert_eq!(
+        handle.policy().revision(),
+        "s2",
+        "a refused reload changes nothing"
+    );
+
+    h.send("web", 11, 3).await;
+    h.window(20).await;
+    let revisions: Vec<(i64, String)> = AuditReader::read_all(&h.audit)
+        .expect("read audit")
+        .lines
+        .into_iter()
+        .filter_map(|l| match l.record {
+            AuditRecord::Decision(d) => Some((d.at.as_millis() - START, d.policy_revision)),
+            AuditRecord::Override(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        revisions,
+        [
+            (10_000, "s1".to_string()),
+            (10_000, "s1".to_string()),
+            (20_000, "s2".to_string()),
+            (20_000, "s2".to_string()),
+        ]
+    );
+    let (report, ..) = h.finish().await;
+    assert_eq!(report.counters.decoded, 2, "nothing lost across the reload");
+}
