@@ -575,6 +575,9 @@ cmd_setup_topics() {
   admin PUT /persistent/conclave/ops/actions
   admin PUT /persistent/conclave/ops/control
   admin PUT /persistent/conclave/ops/telemetry-dlq
+  # The fleet budget: instances report on one, the elected holder grants on the other.
+  admin PUT /persistent/conclave/ops/budget-reports
+  admin PUT /persistent/conclave/ops/budget-grants
   if [[ -n "$AUTH_MODE" ]]; then
     # Role `conclave` (conclave.token) may produce and consume in both namespaces;
     # `stranger` may nothing.

@@ -15,6 +15,7 @@ pub mod bus;
 mod clock;
 mod decision;
 pub mod events;
+pub mod fleet_budget;
 #[cfg(feature = "keda")]
 pub mod keda;
 pub mod metrics;

@@ -14,9 +14,10 @@ use anyhow::Context as _;
 use conclave_runtime::actuator::SinkActuator;
 use conclave_runtime::audit::{AuditWriter, FsyncPolicy};
 use conclave_runtime::bus::pulsar::{
-    open_sources, spawn_control, spawn_control_publisher, ControlEvent, PulsarActionSink,
-    PulsarDeadLetters, PulsarTransport, SubscriptionType, TopicReader,
+    open_sources, spawn_control, spawn_control_publisher, spawn_fleet_budget, ControlEvent,
+    PulsarActionSink, PulsarDeadLetters, PulsarTransport, SubscriptionType, TopicReader,
 };
+use conclave_runtime::fleet_budget::FleetShare;
 use conclave_runtime::metrics::Metrics;
 use conclave_runtime::telemetry::{DeadLetter, DeadLetterSink, JsonlDeadLetters};
 use conclave_runtime::{Clock, Policy, RealClock, Runtime, RuntimeConfig, Tuning};
@@ -99,6 +100,10 @@ pub(crate) async fn run(
     let journal =
         super::serve_api::open_journal(&args.api.journal_path(&args.audit), clock.as_ref())?;
     let (tap_tx, mut tap) = mpsc::unbounded_channel();
+    let key_shared = settings.subscription_type == SubscriptionType::KeyShared;
+    // Instances that split the targets share the fleet budget through an elected holder;
+    // a failover singleton sees every target and keeps the budget itself.
+    let shared_budget = key_shared && policy.fleet_replica_budget().is_some();
     let runtime = Runtime::start_with_metrics(
         RuntimeConfig {
             journal: Some(journal),
@@ -114,13 +119,24 @@ pub(crate) async fn run(
             clock: clock.clone(),
             decision_tap: Some(tap_tx),
             tuning: Tuning {
-                decide_only_observed: settings.subscription_type == SubscriptionType::KeyShared,
+                decide_only_observed: key_shared,
+                fleet_share: shared_budget
+                    .then(|| FleetShare::new(name.clone(), settings.budget.lease)),
                 ..Tuning::default()
             },
         },
         metrics,
     )
     .await?;
+    let fleet_budget = if shared_budget {
+        Some(
+            spawn_fleet_budget(&transport, runtime.handle(), clock.clone())
+                .await
+                .context("sharing the fleet replica budget")?,
+        )
+    } else {
+        None
+    };
     let control_sources = sources.control;
     let acker = tokio::spawn(
         control_sources
@@ -175,6 +191,12 @@ pub(crate) async fn run(
         "{name}: running on {url}{auth}, subscription `{}` ({:?}), actions to {}",
         settings.subscription, settings.subscription_type, settings.actions_topic
     );
+    if shared_budget {
+        eprintln!(
+            "{name}: fleet_replica_budget shared: reports to {}, grants on {}, lease {:?}",
+            settings.budget.reports_topic, settings.budget.grants_topic, settings.budget.lease
+        );
+    }
     let quiet = args.quiet;
     let printer = tokio::spawn(async move {
         let mut seq = 0;
@@ -202,6 +224,12 @@ pub(crate) async fn run(
     hangups.abort();
     eprintln!("{name}: stopping; deciding what was received");
     control_sources.stop();
+    let budget_stats = fleet_budget.map(|b| {
+        let stats = b.stats().clone();
+        // Leaving the holder subscription hands the budget to another instance.
+        b.stop();
+        stats
+    });
     let report = runtime.shutdown().await?;
     acker.abort();
     pulsar_dead_letters.flushed().await;
@@ -228,5 +256,15 @@ pub(crate) async fn run(
         pulsar_dead_letters.published(),
         report.counters.proposals_not_owned,
     );
+    if let Some(b) = budget_stats {
+        eprintln!(
+            "fleet budget: {} reports sent, {} grants taken, {} reports received as holder, {} grants published, {} refused",
+            b.reports_sent.load(Ordering::Relaxed),
+            b.grants_taken.load(Ordering::Relaxed),
+            b.reports_held.load(Ordering::Relaxed),
+            b.grants_published.load(Ordering::Relaxed),
+            b.refused.load(Ordering::Relaxed),
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

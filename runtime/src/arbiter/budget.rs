@@ -26,13 +26,33 @@ pub(crate) fn apply(policy: &Policy, state: &ArbiterState, now: Timestamp, c: &m
     if desired <= current {
         return;
     }
-    let used = state.fleet_replicas();
-    let headroom = u64::from(budget).saturating_sub(used);
     let delta = u64::from(desired - current);
+    let (headroom, msg) = match &state.share {
+        None => {
+            let used = state.fleet_replicas();
+            (
+                u64::from(budget).saturating_sub(used),
+                format!("the fleet runs {used} of fleet_replica_budget {budget} replicas; adding {delta} would exceed it"),
+            )
+        }
+        // Shared with other instances: this instance may use what the holder granted it.
+        Some(share) => {
+            let used = share.used(&state.replicas, now);
+            match share.grant() {
+                None => (
+                    0,
+                    format!("fleet_replica_budget {budget} is shared by the instances and this one holds no grant from the budget holder (none elected yet, warming up, or unreachable); adding {delta} replicas waits for one"),
+                ),
+                Some(g) => (
+                    g.replicas.saturating_sub(used),
+                    format!("this instance's targets run {used} of the {} replicas granted by `{}` from fleet_replica_budget {budget}; adding {delta} would exceed it", g.replicas, g.holder),
+                ),
+            }
+        }
+    };
     if delta <= headroom {
         return;
     }
-    let msg = format!("the fleet runs {used} of fleet_replica_budget {budget} replicas; adding {delta} would exceed it");
     let clamp = policy.limits_for(&c.proposal.target).on_violation == OnViolation::Clamp;
     if headroom == 0 || !clamp {
         return c.reject(Reason::new(ReasonCode::ReplicaBudget, msg));

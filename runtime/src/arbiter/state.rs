@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use crate::action::ActionKind;
 use crate::clock::Timestamp;
 use crate::decision::{Decision, OnTimeout, Reason};
+use crate::fleet_budget::FleetShare;
 use crate::overrides::Override;
 use crate::policy::Mode;
 use crate::target::Target;
@@ -49,12 +50,39 @@ pub struct ArbiterState {
     pub(crate) modes: BTreeMap<String, (Mode, Override)>,
     pub(crate) pending: BTreeMap<String, Pending>,
     pub(crate) enacted_log: BTreeMap<String, Vec<Timestamp>>,
+    /// Set when instances share the fleet budget: the replica budget is then checked
+    /// against this instance's grant, over the targets it owns.
+    pub(crate) share: Option<FleetShare>,
 }
 
 impl ArbiterState {
     /// A state with nothing observed.
     pub fn new() -> Self {
         ArbiterState::default()
+    }
+
+    /// A state whose replica budget is shared with other instances (see
+    /// [`crate::fleet_budget`]).
+    pub fn with_fleet_share(share: FleetShare) -> Self {
+        ArbiterState {
+            share: Some(share),
+            ..ArbiterState::default()
+        }
+    }
+
+    /// The shared-budget state, when the budget is shared.
+    pub fn fleet_share(&self) -> Option<&FleetShare> {
+        self.share.as_ref()
+    }
+
+    /// See [`ArbiterState::fleet_share`].
+    pub fn fleet_share_mut(&mut self) -> Option<&mut FleetShare> {
+        self.share.as_mut()
+    }
+
+    /// Every target's replicas, as the arbiter knows them.
+    pub fn all_replicas(&self) -> &BTreeMap<Target, u32> {
+        &self.replicas
     }
 
     /// Records the replicas a target runs now (from telemetry).

@@ -22,6 +22,10 @@ pub const DEFAULT_ACTIONS_TOPIC: &str = "persistent://conclave/ops/actions";
 pub const DEFAULT_CONTROL_TOPIC: &str = "persistent://conclave/ops/control";
 /// Default dead-letter topic.
 pub const DEFAULT_DEAD_LETTER_TOPIC: &str = "persistent://conclave/ops/telemetry-dlq";
+/// Default topic instances report their replica use on (to the budget holder).
+pub const DEFAULT_BUDGET_REPORTS_TOPIC: &str = "persistent://conclave/ops/budget-reports";
+/// Default topic the budget holder publishes grants on.
+pub const DEFAULT_BUDGET_GRANTS_TOPIC: &str = "persistent://conclave/ops/budget-grants";
 
 /// `spec.pulsar` as written.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -39,6 +43,54 @@ pub struct RawPulsar {
     /// TLS for `pulsar+ssl://` URLs. `CONCLAVE_PULSAR_TLS_CA_FILE` in the environment takes
     /// precedence over `ca_file`.
     pub tls: Option<Located<RawPulsarTls>>,
+    /// How instances on a `key_shared` subscription share `fleet_replica_budget`.
+    pub budget: Option<Located<RawPulsarBudget>>,
+}
+
+/// `spec.pulsar.budget` as written.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPulsarBudget {
+    /// Topic instances report their replica use on; the active consumer of a Failover
+    /// subscription on it holds the budget.
+    pub reports_topic: Option<Located<String>>,
+    /// Topic the budget holder publishes grants on.
+    pub grants_topic: Option<Located<String>>,
+    /// How long a grant stays in force (default 10s, 2s to 5m). Instances report five
+    /// times a lease; a new holder grants nothing for one lease.
+    pub lease: Option<Located<String>>,
+}
+
+/// How instances share the fleet replica budget (see `conclave_runtime::fleet_budget`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PulsarBudget {
+    /// Reports topic.
+    pub reports_topic: String,
+    /// Grants topic.
+    pub grants_topic: String,
+    /// Grant lease.
+    #[serde(with = "humantime_serde_ms")]
+    pub lease: Duration,
+}
+
+impl Default for PulsarBudget {
+    fn default() -> Self {
+        PulsarBudget {
+            reports_topic: DEFAULT_BUDGET_REPORTS_TOPIC.to_string(),
+            grants_topic: DEFAULT_BUDGET_GRANTS_TOPIC.to_string(),
+            lease: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Durations serialized as humantime text (`10s`).
+mod humantime_serde_ms {
+    pub(super) fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
 }
 
 /// `spec.pulsar.auth` as written: exactly one of the two.
@@ -188,6 +240,8 @@ pub struct PulsarSettings {
     /// TLS settings for `pulsar+ssl://`; `None`: the defaults (public web roots).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<PulsarTls>,
+    /// How instances share the fleet replica budget.
+    pub budget: PulsarBudget,
     /// How long a runtime waits for the broker before giving up on a call.
     #[serde(skip)]
     pub operation_timeout: Duration,
@@ -205,6 +259,7 @@ impl Default for PulsarSettings {
             control_topic: DEFAULT_CONTROL_TOPIC.to_string(),
             auth: None,
             tls: None,
+            budget: PulsarBudget::default(),
             operation_timeout: Duration::from_secs(10),
         }
     }
@@ -397,6 +452,37 @@ pub(crate) fn compile(
     }
     if let Some(t) = &raw.control_topic {
         out.control_topic = topic(t, "spec.pulsar.control_topic", p).unwrap_or_default();
+    }
+    if let Some(b) = &raw.budget {
+        let b = &b.value;
+        if let Some(t) = &b.reports_topic {
+            out.budget.reports_topic =
+                topic(t, "spec.pulsar.budget.reports_topic", p).unwrap_or_default();
+        }
+        if let Some(t) = &b.grants_topic {
+            out.budget.grants_topic =
+                topic(t, "spec.pulsar.budget.grants_topic", p).unwrap_or_default();
+        }
+        if let Some(l) = &b.lease {
+            match humantime::parse_duration(l.value.trim()) {
+                Ok(d) if (Duration::from_secs(2)..=Duration::from_secs(300)).contains(&d) => {
+                    out.budget.lease = d;
+                }
+                Ok(_) => p.push(
+                    l.loc,
+                    "spec.pulsar.budget.lease",
+                    Problem::DurationOutOfRange {
+                        expected: "2s..=5m",
+                        found: l.value.clone(),
+                    },
+                ),
+                Err(_) => p.push(
+                    l.loc,
+                    "spec.pulsar.budget.lease",
+                    Problem::BadDuration(l.value.clone()),
+                ),
+            }
+        }
     }
     let Some(tel) = &raw.telemetry else {
         return out;
@@ -624,6 +710,45 @@ mod tests {
         assert_eq!(
             check_topic_name("persistent://a/b c/d").unwrap_err(),
             "character ` ` is not allowed in topic name `persistent://a/b c/d`"
+        );
+    }
+
+    #[test]
+    fn the_budget_exchange_has_defaults_and_located_mistakes() {
+        let s = pulsar("    actions_topic: persistent://conclave/ops/actions\n").expect("compiles");
+        assert_eq!(s.budget, super::PulsarBudget::default());
+        assert_eq!(s.budget.lease, std::time::Duration::from_secs(10));
+        let s = pulsar("    budget: {reports_topic: persistent://a/b/r, grants_topic: persistent://a/b/g, lease: 30s}\n")
+            .expect("compiles");
+        assert_eq!(
+            (
+                s.budget.reports_topic.as_str(),
+                s.budget.grants_topic.as_str(),
+                s.budget.lease
+            ),
+            (
+                "persistent://a/b/r",
+                "persistent://a/b/g",
+                std::time::Duration::from_secs(30)
+            )
+        );
+        let errs = pulsar("    budget:\n      grants_topic: persistent://a/b\n      lease: 1s\n")
+            .expect_err("bad");
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].starts_with("conf/p.yaml:8:21: spec.pulsar.budget.grants_topic: expected `persistent://tenant/namespace/topic`"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with("conf/p.yaml:9:14: spec.pulsar.budget.lease: ")
+                && errs[1].contains("2s..=5m"),
+            "{errs:?}"
+        );
+        assert_eq!(
+            pulsar("    budget: {lease: soon}\n")
+                .expect_err("bad")
+                .len(),
+            1
         );
     }
 }

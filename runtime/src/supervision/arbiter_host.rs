@@ -18,6 +18,7 @@ use crate::audit::AuditRecord;
 use crate::clock::{Clock, Timestamp};
 use crate::decision::Decision;
 use crate::events::{Counters, DecisionsMade};
+use crate::fleet_budget::{budget_shortfall, FleetShare, Grant, GrantRefused, UsageReport};
 use crate::overrides::{OperatorView, Override, OverrideJournal};
 use crate::policy::Policy;
 use crate::proposal::Proposal;
@@ -54,6 +55,11 @@ pub(crate) enum ArbiterMsg {
     WaitDecided(Timestamp, RpcReplyPort<()>),
     /// Replies once everything received so far is decided and passed on.
     Flush(RpcReplyPort<()>),
+    /// The next report to the fleet budget holder (`None` when the budget is not shared
+    /// or the policy has none).
+    FleetReport(RpcReplyPort<Option<UsageReport>>),
+    /// A grant from the fleet budget holder.
+    FleetGrant(Grant, RpcReplyPort<Result<(), GrantRefused>>),
 }
 
 pub(crate) struct ArbiterArgs {
@@ -70,6 +76,8 @@ pub(crate) struct ArbiterArgs {
     /// Where the operator view is published after every change, so readers (the API)
     /// never queue behind decisions in this actor's mailbox.
     pub(crate) view: watch::Sender<OperatorView>,
+    /// Set when the fleet budget is shared with other instances.
+    pub(crate) fleet_share: Option<FleetShare>,
 }
 
 #[derive(Default)]
@@ -115,7 +123,18 @@ impl ArbiterHostState {
                     .proposals_not_owned
                     .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
             }
+            let now = self.args.clock.now();
+            if let Some(share) = self.state.fleet_share_mut() {
+                share.observe(&w.seen, at);
+                share.expire(now);
+            }
             let decisions = self.args.arbiter.decide(&mut self.state, at, w.proposals);
+            if self.state.fleet_share().is_some() {
+                let short = budget_shortfall(&decisions, self.state.all_replicas());
+                if let Some(share) = self.state.fleet_share_mut() {
+                    share.note_wanted(short);
+                }
+            }
             self.publish(decisions, None, &w.links);
             self.decided_through = Some(at);
         }
@@ -283,10 +302,14 @@ impl Actor for ArbiterActor {
     ) -> Result<ArbiterHostState, ActorProcessingErr> {
         let mut args = args;
         let (journal, restored) = args.journal.take().unzip();
+        let state = match args.fleet_share.take() {
+            Some(share) => ArbiterState::with_fleet_share(share),
+            None => ArbiterState::new(),
+        };
         let mut s = ArbiterHostState {
             live: args.agents.clone(),
             args,
-            state: ArbiterState::new(),
+            state,
             windows: BTreeMap::new(),
             decided_through: None,
             waiters: Vec::new(),
@@ -365,6 +388,24 @@ impl Actor for ArbiterActor {
             }
             ArbiterMsg::Flush(reply) => {
                 let _ = reply.send(());
+            }
+            ArbiterMsg::FleetReport(reply) => {
+                let now = s.args.clock.now();
+                let budget = s.args.arbiter.policy().fleet_replica_budget();
+                let report = match (budget, s.state.share.as_mut()) {
+                    (Some(budget), Some(share)) => {
+                        Some(share.report(&s.state.replicas, budget, now))
+                    }
+                    _ => None,
+                };
+                let _ = reply.send(report);
+            }
+            ArbiterMsg::FleetGrant(grant, reply) => {
+                let taken = match s.state.share.as_mut() {
+                    Some(share) => share.accept(&grant),
+                    None => Err(GrantRefused::NotMine(grant.instance.clone())),
+                };
+                let _ = reply.send(taken);
             }
         }
         Ok(())

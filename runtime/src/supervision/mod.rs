@@ -25,6 +25,7 @@ mod supervisor;
 #[cfg(test)]
 mod tests;
 
+use crate::fleet_budget::{Grant, GrantRefused, UsageReport};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -80,6 +81,10 @@ pub struct Tuning {
     /// arbiter at a time: the broker hands a key to one instance, and an instance that
     /// lost a key stops deciding for it at the next window.
     pub decide_only_observed: bool,
+    /// Share the policy's fleet replica budget with other instances through a budget
+    /// holder (see [`crate::fleet_budget`]); with `decide_only_observed`, so that this
+    /// instance knows which targets it owns.
+    pub fleet_share: Option<crate::fleet_budget::FleetShare>,
 }
 
 impl Default for Tuning {
@@ -92,6 +97,7 @@ impl Default for Tuning {
             restart: RestartPolicy::default(),
             watchdog: Arc::new(RealClock),
             decide_only_observed: false,
+            fleet_share: None,
         }
     }
 }
@@ -267,6 +273,7 @@ impl Runtime {
                 clock,
                 tap,
                 decide_only_observed: tuning.decide_only_observed,
+                fleet_share: tuning.fleet_share.clone(),
                 journal,
                 view: view_tx,
             }),
@@ -536,6 +543,41 @@ impl RuntimeHandle {
     /// as of the arbiter's last change. Reading it sends the arbiter nothing.
     pub fn view(&self) -> OperatorView {
         self.views.borrow().clone()
+    }
+
+    /// The next report to the fleet budget holder; `None` when the budget is not shared
+    /// (or the policy sets none).
+    ///
+    /// # Errors
+    /// [`RuntimeError::Failed`] when the runtime stopped.
+    pub async fn fleet_report(&self) -> Result<Option<UsageReport>, RuntimeError> {
+        match self.arbiter.call(ArbiterMsg::FleetReport, None).await {
+            Ok(CallResult::Success(r)) => Ok(r),
+            _ => Err(RuntimeError::Failed(
+                "the arbiter is not running".to_string(),
+            )),
+        }
+    }
+
+    /// Hands the arbiter a grant from the fleet budget holder.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Failed`] when the runtime stopped; the inner error says why the
+    /// grant was not taken.
+    pub async fn fleet_grant(
+        &self,
+        grant: Grant,
+    ) -> Result<Result<(), GrantRefused>, RuntimeError> {
+        match self
+            .arbiter
+            .call(|reply| ArbiterMsg::FleetGrant(grant, reply), None)
+            .await
+        {
+            Ok(CallResult::Success(r)) => Ok(r),
+            _ => Err(RuntimeError::Failed(
+                "the arbiter is not running".to_string(),
+            )),
+        }
     }
 
     /// The policy in force: the one started with, or the last one reloaded.

@@ -13,6 +13,7 @@
 
 mod acks;
 mod auth;
+mod budget;
 mod consumer;
 mod control;
 mod dead_letters;
@@ -32,6 +33,7 @@ use ::pulsar::{ConnectionRetryOptions, OperationRetryOptions, Pulsar, TokioExecu
 
 pub use acks::{AckLedger, Delivery};
 pub use auth::Token;
+pub use budget::{spawn_fleet_budget, BudgetStats, FleetBudget, HOLDER_SUBSCRIPTION};
 pub use control::{spawn_control, spawn_control_publisher, ControlEvent, ControlStats};
 pub use dead_letters::PulsarDeadLetters;
 pub use producer::PulsarActionSink;
@@ -41,8 +43,9 @@ pub use trace_context::TRACEPARENT;
 pub use url::check_url;
 
 pub use crate::policy::transport::{
-    looks_like_token, PulsarAuth, PulsarSettings, PulsarTls, SubscriptionType, TopicSelection,
-    DEFAULT_ACTIONS_TOPIC, DEFAULT_CONTROL_TOPIC, DEFAULT_DEAD_LETTER_TOPIC,
+    looks_like_token, PulsarAuth, PulsarBudget, PulsarSettings, PulsarTls, SubscriptionType,
+    TopicSelection, DEFAULT_ACTIONS_TOPIC, DEFAULT_BUDGET_GRANTS_TOPIC,
+    DEFAULT_BUDGET_REPORTS_TOPIC, DEFAULT_CONTROL_TOPIC, DEFAULT_DEAD_LETTER_TOPIC,
     DEFAULT_TELEMETRY_TOPIC, TLS_CA_FILE_ENV, TOKEN_FILE_ENV,
 };
 

@@ -1,0 +1,422 @@
+//! The shared fleet budget: exact grants for the holder's cases, the arbiter's budget rule
+//! under a grant, and a property test that instances enforcing their grants never take
+//! the fleet over its budget, whatever the order of reports, deaths and takeovers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::action::Action;
+use crate::arbiter::{Arbiter, ArbiterState};
+use crate::decision::{Outcome, ReasonCode};
+use crate::policy::Policy;
+use crate::proposal::Proposal;
+use crate::units::Confidence;
+
+const LEASE: Duration = Duration::from_secs(10);
+
+fn t(s: u64) -> Timestamp {
+    Timestamp::from_millis(1_800_000_000_000 + i64::try_from(s).unwrap_or(0) * 1000)
+}
+
+fn report(
+    instance: &str,
+    seq: u64,
+    at: Timestamp,
+    targets: &[(&str, u32)],
+    wanted: u64,
+) -> UsageReport {
+    UsageReport {
+        instance: instance.into(),
+        seq,
+        sent_at: at,
+        budget: 20,
+        targets: targets.iter().map(|(t, r)| (Target::new(*t), *r)).collect(),
+        wanted,
+        held: None,
+        released: BTreeMap::new(),
+    }
+}
+
+fn granted(a: Answer) -> Grant {
+    match a {
+        Answer::Grant(g) => g,
+        Answer::WarmingUp { until } => panic!("warming up until {until}"),
+    }
+}
+
+/// A holder warming up until t(10), having heard from every instance in `first` at t(0)
+/// and t(5) (instances report five times a lease).
+fn warm(first: &[UsageReport]) -> BudgetHolder {
+    let mut h = BudgetHolder::new("holder", LEASE);
+    for at in [t(0), t(5)] {
+        for r in first {
+            assert_eq!(
+                h.on_report(r.clone(), at),
+                Answer::WarmingUp { until: t(10) }
+            );
+        }
+    }
+    h
+}
+
+#[test]
+fn a_new_holder_grants_nothing_for_one_lease() {
+    let mut h = BudgetHolder::new("a", LEASE);
+    assert_eq!(
+        h.on_report(report("a", 1, t(0), &[("web", 4)], 0), t(0)),
+        Answer::WarmingUp { until: t(10) }
+    );
+    assert_eq!(
+        h.on_report(report("a", 2, t(5), &[("web", 4)], 0), t(5)),
+        Answer::WarmingUp { until: t(10) }
+    );
+    let g = granted(h.on_report(report("a", 3, t(10), &[("web", 4)], 0), t(10)));
+    // Alone: all of the budget.
+    assert_eq!(
+        (g.seq, g.sent_at, g.replicas, g.fleet_used),
+        (3, t(10), 20, 4)
+    );
+    // Silent for over half a lease: it may have lost the election meanwhile.
+    assert_eq!(
+        h.on_report(report("a", 4, t(16), &[("web", 4)], 0), t(16)),
+        Answer::WarmingUp { until: t(26) }
+    );
+    // A report of a grant from another holder, in force for 12 s more, postpones it.
+    let mut r = report("a", 5, t(17), &[("web", 4)], 0);
+    r.held = Some(HeldReport {
+        holder: "b".into(),
+        replicas: 9,
+        remaining_ms: 12_000,
+    });
+    assert_eq!(h.on_report(r, t(17)), Answer::WarmingUp { until: t(29) });
+}
+
+#[test]
+fn free_replicas_go_to_demand_first_then_evenly() {
+    let a = report("a", 1, t(0), &[("web", 6)], 0);
+    let b = report("b", 1, t(0), &[("db", 4)], 6);
+    let mut h = warm(&[a, b]);
+    // Free: 20 - 10 = 10; b wants 6 of it; the other 4 are split evenly.
+    let ga = granted(h.on_report(report("a", 2, t(10), &[("web", 6)], 0), t(10)));
+    assert_eq!(ga.replicas, 6 + 2);
+    let gb = granted(h.on_report(report("b", 2, t(10), &[("db", 4)], 6), t(10)));
+    assert_eq!(gb.replicas, 4 + 6 + 2);
+    assert_eq!(ga.replicas + gb.replicas, 20);
+}
+
+#[test]
+fn demand_beyond_the_free_replicas_is_shared_by_demand() {
+    let a = report("a", 1, t(0), &[("web", 5)], 9);
+    let b = report("b", 1, t(0), &[("db", 5)], 3);
+    let mut h = warm(&[a.clone(), b.clone()]);
+    // Free 10, wanted 12: a gets 10*9/12 = 7, b 10*3/12 = 2.
+    let ga = granted(h.on_report(report("a", 2, t(10), &[("web", 5)], 9), t(10)));
+    let gb = granted(h.on_report(report("b", 2, t(10), &[("db", 5)], 3), t(10)));
+    assert_eq!((ga.replicas, gb.replicas), (12, 7));
+}
+
+#[test]
+fn a_smaller_grant_counts_as_the_larger_until_that_expires() {
+    let mut h = warm(&[
+        report("a", 1, t(0), &[("web", 2)], 0),
+        report("b", 1, t(0), &[("db", 2)], 0),
+    ]);
+    // a asks for a lot while b is idle: a gets 2 + 16 wanted.
+    let ga = granted(h.on_report(report("a", 2, t(10), &[("web", 2)], 16), t(10)));
+    assert_eq!(ga.replicas, 18);
+    // b now wants 10; a's grant of 18 may be in force at a until t(20): b gets the 2 it
+    // runs and nothing more.
+    let gb = granted(h.on_report(report("b", 2, t(11), &[("db", 2)], 10), t(11)));
+    assert_eq!(gb.replicas, 2);
+    // a reports it used none of it and wants nothing: its new grant is smaller, but the
+    // holder keeps counting the 18 until it expires.
+    let ga = granted(h.on_report(report("a", 3, t(14), &[("web", 2)], 0), t(14)));
+    assert!(ga.replicas < 18, "{ga:?}");
+    let gb = granted(h.on_report(report("b", 3, t(15), &[("db", 2)], 10), t(15)));
+    assert_eq!(gb.replicas, 2);
+    // Free 16, b wants 10: a gets 2 + (16 - 10) / 2.
+    let ga = granted(h.on_report(report("a", 4, t(18), &[("web", 2)], 0), t(18)));
+    assert_eq!(ga.replicas, 5);
+    // After t(20) only a's later, smaller grants count.
+    let gb = granted(h.on_report(report("b", 4, t(21), &[("db", 2)], 10), t(21)));
+    assert_eq!(gb.replicas, 20 - 5);
+}
+
+#[test]
+fn a_dead_instances_targets_stay_counted_until_someone_reports_them() {
+    let mut h = warm(&[
+        report("a", 1, t(0), &[("web", 8)], 0),
+        report("b", 1, t(0), &[("db", 4)], 0),
+    ]);
+    // Free 8, split evenly: a may take web to 12.
+    assert_eq!(
+        granted(h.on_report(report("a", 2, t(10), &[("web", 8)], 0), t(10))).replicas,
+        12
+    );
+    granted(h.on_report(report("b", 2, t(10), &[("db", 4)], 0), t(10)));
+    // a dies after t(10); b goes on reporting. At t(21) a is no longer live and its
+    // grants expired, but web still runs, at up to 12 (a may have scaled it after its
+    // last report): b may have 20 - 12.
+    granted(h.on_report(report("b", 3, t(15), &[("db", 4)], 0), t(15)));
+    granted(h.on_report(report("b", 4, t(19), &[("db", 4)], 0), t(19)));
+    let gb = granted(h.on_report(report("b", 5, t(21), &[("db", 4)], 20), t(21)));
+    assert_eq!((gb.replicas, gb.fleet_used), (8, 16));
+    // b takes web over (Key_Shared moved the key) and reports what it runs: 8.
+    let gb = granted(h.on_report(report("b", 6, t(22), &[("db", 4), ("web", 8)], 20), t(22)));
+    assert_eq!(gb.replicas, 20);
+}
+
+#[test]
+fn the_strictest_budget_of_the_live_instances_applies() {
+    let mut low = report("b", 1, t(0), &[("db", 1)], 0);
+    low.budget = 12;
+    let mut h = warm(&[report("a", 1, t(0), &[("web", 1)], 0), low.clone()]);
+    low.seq = 2;
+    low.sent_at = t(10);
+    // b: 1 used, half of the 10 free.
+    assert_eq!(granted(h.on_report(low, t(10))).replicas, 6);
+    // a: what b's grant leaves of 12.
+    let ga = granted(h.on_report(report("a", 2, t(10), &[("web", 1)], 30), t(10)));
+    assert_eq!((ga.budget, ga.replicas), (12, 12 - 6));
+}
+
+#[test]
+fn an_instance_takes_only_grants_for_its_own_recent_reports() {
+    let mut share = FleetShare::new("a", LEASE);
+    let replicas: BTreeMap<Target, u32> = [(Target::new("web"), 3)].into();
+    share.observe(&[Target::new("web")], t(0));
+    let r = share.report(&replicas, 20, t(1));
+    assert_eq!((r.seq, r.used(), r.wanted), (1, 3, 0));
+    let grant = |instance: &str, seq: u64, sent_at: Timestamp| Grant {
+        instance: instance.into(),
+        seq,
+        sent_at,
+        replicas: 9,
+        lease_ms: 60_000,
+        holder: "h".into(),
+        budget: 20,
+        fleet_used: 3,
+    };
+    assert_eq!(
+        share.accept(&grant("b", 1, t(1))),
+        Err(GrantRefused::NotMine("b".into()))
+    );
+    assert_eq!(
+        share.accept(&grant("a", 1, t(0))),
+        Err(GrantRefused::UnknownReport {
+            seq: 1,
+            sent_at: t(0)
+        })
+    );
+    assert_eq!(share.accept(&grant("a", 1, t(1))), Ok(()));
+    // The lease is the shorter of the two, from the report's send time.
+    assert_eq!(
+        share.grant().map(|g| (g.replicas, g.until)),
+        Some((9, t(11)))
+    );
+    assert_eq!(
+        share.accept(&grant("a", 1, t(1))),
+        Err(GrantRefused::Stale { seq: 1, held: 1 })
+    );
+    share.expire(t(10));
+    assert!(share.grant().is_some());
+    share.expire(t(11));
+    assert!(share.grant().is_none());
+    // A target without telemetry for a lease is no longer owned or reported.
+    let r = share.report(&replicas, 20, t(10));
+    assert!(r.targets.is_empty(), "{r:?}");
+}
+
+const POLICY: &str = r#"
+apiVersion: conclave/v1
+kind: Policy
+metadata: {name: shared, revision: s1}
+spec:
+  targets:
+    - {name: web, kind: service}
+    - {name: db, kind: service}
+  agents:
+    scaler: {mode: enforce}
+  guardrails:
+    defaults: {min_replicas: 1, max_replicas: 40, max_step: 10, cooldown: 0s, scale_down_stabilization: 0s}
+    fleet_replica_budget: 20
+"#;
+
+fn decide_scale(
+    state: &mut ArbiterState,
+    target: &str,
+    to: u32,
+    at: Timestamp,
+) -> crate::decision::Decision {
+    let policy: Arc<Policy> = Arc::new(
+        crate::policy::compile_str("shared.yaml", POLICY, &["scaler"]).expect("policy compiles"),
+    );
+    let p = Proposal {
+        id: format!("p-{target}-{}", at.as_millis()),
+        agent: "scaler".into(),
+        target: Target::new(target),
+        action: Action::Scale { replicas: to },
+        confidence: Confidence::try_new(0.9).expect("valid"),
+        rationale: Vec::new(),
+        model: None,
+        fallback: None,
+        at,
+        trace: None,
+        inference: None,
+        rule: None,
+    };
+    let mut out = Arbiter::new(policy).decide(state, at, vec![p]);
+    assert_eq!(out.len(), 1);
+    out.remove(0)
+}
+
+#[test]
+fn the_budget_rule_uses_the_grant_over_the_targets_this_instance_owns() {
+    let mut share = FleetShare::new("a", LEASE);
+    share.observe(&[Target::new("web")], t(0));
+    let mut state = ArbiterState::with_fleet_share(share);
+    state.observe_replicas(Target::new("web"), 4);
+    // db runs 15 elsewhere: this instance does not own it, so it is the holder's business.
+    state.observe_replicas(Target::new("db"), 15);
+
+    let d = decide_scale(&mut state, "web", 6, t(1));
+    assert_eq!(d.outcome, Outcome::Rejected);
+    assert_eq!(d.reason_codes(), vec![ReasonCode::ReplicaBudget]);
+    assert_eq!(
+        d.reasons[0].message,
+        "fleet_replica_budget 20 is shared by the instances and this one holds no grant from the budget holder (none elected yet, warming up, or unreachable); adding 2 replicas waits for one"
+    );
+    // Demand is reported to the holder.
+    assert_eq!(
+        crate::fleet_budget::budget_shortfall(std::slice::from_ref(&d), state.all_replicas()),
+        2
+    );
+
+    let share = state.fleet_share_mut().expect("shared");
+    let r = share.report(&[(Target::new("web"), 4)].into(), 20, t(1));
+    share
+        .accept(&Grant {
+            instance: "a".into(),
+            seq: r.seq,
+            sent_at: r.sent_at,
+            replicas: 7,
+            lease_ms: 10_000,
+            holder: "b".into(),
+            budget: 20,
+            fleet_used: 19,
+        })
+        .expect("grant taken");
+    let d = decide_scale(&mut state, "web", 9, t(2));
+    assert_eq!(
+        d.outcome,
+        Outcome::Modified {
+            from: Action::Scale { replicas: 9 },
+            to: Action::Scale { replicas: 7 }
+        }
+    );
+    assert_eq!(
+        d.reasons[0].message,
+        "this instance's targets run 4 of the 7 replicas granted by `b` from fleet_replica_budget 20; adding 5 would exceed it; limited to 7"
+    );
+    // Scaling down never needs a grant.
+    state.fleet_share_mut().expect("shared").expire(t(30));
+    let d = decide_scale(&mut state, "web", 3, t(31));
+    assert_eq!(d.outcome, Outcome::Enacted);
+}
+
+/// One step of the property test's world.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Instance `i` reports (with this demand) and scales its targets up within its grant.
+    Report { i: usize, wanted: u64 },
+    /// Instance `i` dies (stops reporting; its targets keep running).
+    Die { i: usize },
+    /// Target `t` moves to instance `i` (Key_Shared handed its key over).
+    Move { t: usize, i: usize },
+    /// Time passes.
+    Wait { secs: u64 },
+    /// The other holder candidate becomes the active consumer.
+    Failover,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (0..3usize, 0..12u64).prop_map(|(i, wanted)| Step::Report { i, wanted }),
+        1 => (0..3usize).prop_map(|i| Step::Die { i }),
+        1 => (0..6usize, 0..3usize).prop_map(|(t, i)| Step::Move { t, i }),
+        3 => (1..8u64).prop_map(|secs| Step::Wait { secs }),
+        1 => Just(Step::Failover),
+    ]
+}
+
+proptest! {
+    /// Three instances, six targets, budget 30, lease 10 s; instances 0 and 1 are holder
+    /// candidates and the active one changes at random (and when it dies); only the active
+    /// one hears reports. Grants travel instantly or are lost; an instance scales its
+    /// owned targets up as far as its grant allows. The fleet never exceeds the budget.
+    #[test]
+    fn instances_that_enforce_their_grants_keep_the_fleet_within_budget(
+        steps in proptest::collection::vec(step(), 1..120),
+        lost in proptest::collection::vec(any::<bool>(), 120),
+    ) {
+        const BUDGET: u32 = 30;
+        let names = ["i0", "i1", "i2"];
+        let targets: Vec<Target> = (0..6).map(|n| Target::new(format!("t{n}"))).collect();
+        // Each target: its replicas and owner; 2 replicas each to start (12 of 30).
+        let mut replicas: BTreeMap<Target, u32> = targets.iter().map(|t| (t.clone(), 2)).collect();
+        let mut owner: Vec<usize> = (0..6).map(|n| n % 3).collect();
+        let mut dead: BTreeSet<usize> = BTreeSet::new();
+        let mut shares: Vec<FleetShare> = names.iter().map(|n| FleetShare::new(*n, LEASE)).collect();
+        let mut holders = [BudgetHolder::new("i0", LEASE), BudgetHolder::new("i1", LEASE)];
+        let mut now = t(0);
+        // Every instance reports from its start, so the holder knows every target before
+        // its warm-up ends (see the module's notes on targets nobody reported yet).
+        for (i, share) in shares.iter_mut().enumerate() {
+            let mine: Vec<Target> = (0..6).filter(|n| owner[*n] == i).map(|n| targets[n].clone()).collect();
+            share.observe(&mine, now);
+            let r = share.report(&replicas, BUDGET, now);
+            let _ = holders[0].on_report(r, now);
+        }
+        let mut active = 0;
+        for (k, s) in steps.into_iter().enumerate() {
+            match s {
+                Step::Wait { secs } => now = now.plus(Duration::from_secs(secs)),
+                Step::Die { i } => {
+                    dead.insert(i);
+                    if i < 2 && active == i { active = 1 - i; }
+                }
+                Step::Failover => if !dead.contains(&(1 - active)) { active = 1 - active },
+                Step::Move { t, i } => if !dead.contains(&i) { owner[t] = i },
+                Step::Report { i, wanted } => {
+                    if dead.contains(&i) { continue; }
+                    // Ownership as the runtime sees it: telemetry for the targets it owns.
+                    let mine: Vec<Target> = (0..6).filter(|n| owner[*n] == i).map(|n| targets[n].clone()).collect();
+                    shares[i].observe(&mine, now);
+                    shares[i].expire(now);
+                    let mut r = shares[i].report(&replicas, BUDGET, now);
+                    r.wanted = wanted;
+                    if let Answer::Grant(g) = holders[active].on_report(r, now) {
+                        if !lost[k % lost.len()] {
+                            let _ = shares[i].accept(&g);
+                        }
+                    }
+                    // Scale up within the grant, as the budget rule allows.
+                    if let Some(g) = shares[i].grant().cloned() {
+                        for t in &mine {
+                            let used = shares[i].used(&replicas, now);
+                            let room = g.replicas.saturating_sub(used);
+                            let add = u32::try_from(room.min(5)).unwrap_or(0);
+                            *replicas.entry(t.clone()).or_default() += add;
+                        }
+                    }
+                }
+            }
+            let total: u32 = replicas.values().sum();
+            prop_assert!(total <= BUDGET, "fleet at {total} after step {k}: {replicas:?}");
+        }
+    }
+}
