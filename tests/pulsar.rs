@@ -21,7 +21,7 @@ static BROKER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The broker for these tests (held exclusively while the guard lives), or `None` (with a
 /// note) when there is none.
-fn broker() -> Option<(String, std::sync::MutexGuard<'static, ()>)> {
+pub(crate) fn broker() -> Option<(String, std::sync::MutexGuard<'static, ()>)> {
     match std::env::var("CONCLAVE_PULSAR_URL") {
         Ok(u) if !u.is_empty() => Some((
             u,
@@ -144,7 +144,7 @@ pub(crate) fn metrics(service: &str, ts: Timestamp, cpu: f64, replicas: u32) -> 
     .expect("json")
 }
 
-fn outgoing(service: &str, payload: Vec<u8>, id: String) -> Outgoing {
+pub(crate) fn outgoing(service: &str, payload: Vec<u8>, id: String) -> Outgoing {
     Outgoing {
         key: Some(service.to_owned()),
         event_id: Some(id),
@@ -152,7 +152,7 @@ fn outgoing(service: &str, payload: Vec<u8>, id: String) -> Outgoing {
     }
 }
 
-async fn connect(url: &str) -> PulsarTransport {
+pub(crate) async fn connect(url: &str) -> PulsarTransport {
     PulsarTransport::connect(
         url,
         PulsarSettings::default(),
@@ -163,7 +163,7 @@ async fn connect(url: &str) -> PulsarTransport {
     .expect("broker reachable")
 }
 
-async fn publish(url: &str, topic: &str, messages: Vec<Outgoing>) {
+pub(crate) async fn publish(url: &str, topic: &str, messages: Vec<Outgoing>) {
     let t = connect(url).await;
     let mut p = Publisher::open(&t, topic).await.expect("producer");
     p.send_all(messages).await.expect("published");
@@ -171,14 +171,14 @@ async fn publish(url: &str, topic: &str, messages: Vec<Outgoing>) {
 }
 
 /// A `conclave run --pulsar` process.
-struct Instance {
+pub(crate) struct Instance {
     child: Child,
     dir: PathBuf,
     name: String,
 }
 
 impl Instance {
-    fn start(url: &str, policy: &Path, dir: &Path, name: &str) -> Instance {
+    pub(crate) fn start(url: &str, policy: &Path, dir: &Path, name: &str) -> Instance {
         Self::start_with(url, policy, dir, name, &[])
     }
 
@@ -223,11 +223,11 @@ impl Instance {
         i
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(self.dir.join(format!("{}.err", self.name))).unwrap_or_default()
     }
 
-    fn wait_for(&self, text: &str, limit: Duration) {
+    pub(crate) fn wait_for(&self, text: &str, limit: Duration) {
         let clock = RealClock;
         let start = clock.now();
         while !self.stderr().contains(text) {
@@ -242,7 +242,7 @@ impl Instance {
     }
 
     /// SIGTERM, then the exit status and the `pulsar:` summary line's figures.
-    fn stop(mut self) -> BTreeMap<String, u64> {
+    pub(crate) fn stop(mut self) -> BTreeMap<String, u64> {
         // SAFETY: sending a signal to our own child process.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
@@ -258,7 +258,7 @@ impl Instance {
     }
 
     /// SIGKILL: a crash, nothing drained.
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -285,7 +285,7 @@ pub(crate) fn pulsar_summary(stderr: &str) -> BTreeMap<String, u64> {
 }
 
 /// The subscription's backlog, from the broker's admin API (plain HTTP on loopback).
-fn backlog(topic: &str, subscription: &str) -> u64 {
+pub(crate) fn backlog(topic: &str, subscription: &str) -> u64 {
     let admin = std::env::var("CONCLAVE_PULSAR_ADMIN").unwrap_or("127.0.0.1:8080".into());
     let path = topic.replacen("persistent://", "/admin/v2/persistent/", 1) + "/stats";
     let mut s = std::net::TcpStream::connect(&admin).expect("admin API reachable");

@@ -9,5 +9,7 @@ mod metrics;
 mod otel;
 mod pulsar;
 mod pulsar_auth;
+mod pulsar_budget;
+mod pulsar_topics;
 mod runtime;
 mod simulate;

@@ -29,9 +29,9 @@ struct Instance {
     report: UsageReport,
     /// Grants made to it that may still be in force there: (replicas, holder-side expiry).
     issued: Vec<(u64, Timestamp)>,
-    /// The most its targets may have run since its latest report: what it reserved then,
-    /// or a grant made after. Once it stops reporting, its targets nobody took over may
-    /// run this many (it may have scaled them after its last report).
+    /// The most its targets may have run since its latest report (see
+    /// [`Instance::at_report`]), raised by every grant made after. Once it stops
+    /// reporting, its targets nobody took over may run this many.
     peak: u64,
 }
 
@@ -40,17 +40,25 @@ impl Instance {
         now.since(self.seen) <= lease
     }
 
-    /// What it may use: its largest live grant (this holder's, or the one it reports
-    /// holding from another), or more if it already runs more (a target it took over).
-    fn reserved(&self, now: Timestamp) -> u64 {
-        let committed = self.issued.iter().map(|(r, _)| *r).max().unwrap_or(0);
-        let reported = self
-            .report
-            .held
-            .as_ref()
-            .filter(|h| self.seen.plus(Duration::from_millis(h.remaining_ms)) > now)
-            .map_or(0, |h| h.replicas);
-        committed.max(reported).max(self.report.used())
+    /// The most it may run until its next report: what it ran when it reported, the grant
+    /// it held then (it may scale up to it after reporting, and keep what it added after
+    /// the grant expires), and every grant this holder made it that is still in force or
+    /// came after that report.
+    fn at_report(&self, now: Timestamp) -> u64 {
+        let committed = self
+            .issued
+            .iter()
+            .filter(|(_, until)| *until > now)
+            .map(|(r, _)| *r)
+            .max()
+            .unwrap_or(0);
+        let held = self.report.held.as_ref().map_or(0, |h| h.replicas);
+        committed.max(held).max(self.report.used())
+    }
+
+    /// What it may use now, as far as this holder can tell.
+    fn reserved(&self) -> u64 {
+        self.peak.max(self.report.used())
     }
 }
 
@@ -99,7 +107,7 @@ impl BudgetHolder {
     pub fn on_report(&mut self, report: UsageReport, now: Timestamp) -> Answer {
         self.note_activity(&report, now);
         let name = report.instance.clone();
-        self.take_targets(&report, now);
+        self.take_targets(&report);
         let lease = self.lease;
         let entry = self
             .instances
@@ -113,7 +121,7 @@ impl BudgetHolder {
         entry.seen = now;
         entry.report = report;
         entry.issued.retain(|(_, until)| *until > now);
-        entry.peak = entry.reserved(now);
+        entry.peak = entry.at_report(now);
         self.forget(now, lease);
         let warm_from = self.active_since.unwrap_or(now).plus(self.lease);
         if now < warm_from {
@@ -146,18 +154,15 @@ impl BudgetHolder {
 
     /// Records what a report says of targets: the ones it owns, and the last known
     /// replicas of the ones it let go (unless their new owner has spoken).
-    fn take_targets(&mut self, report: &UsageReport, now: Timestamp) {
+    fn take_targets(&mut self, report: &UsageReport) {
         let name = &report.instance;
-        let lease = self.lease;
-        let owned_by_other_live = |src: &Source, instances: &BTreeMap<String, Instance>| match src {
-            Source::Owner(o) => o != name && instances.get(o).is_some_and(|i| i.live(now, lease)),
-            Source::Released => false,
-        };
+        // Another instance's word on a target stands: a live owner knows better, and a
+        // silent one is counted at its peak, which may be more than this count.
         for (t, r) in &report.released {
             let keep = self
                 .targets
                 .get(t)
-                .is_some_and(|(_, src)| owned_by_other_live(src, &self.instances));
+                .is_some_and(|(_, src)| matches!(src, Source::Owner(o) if o != name));
             if !keep {
                 self.targets.insert(t.clone(), (*r, Source::Released));
             }
@@ -226,7 +231,7 @@ impl BudgetHolder {
         let others: u64 = live
             .iter()
             .filter(|(n, _)| n.as_str() != name)
-            .map(|(_, i)| i.reserved(now))
+            .map(|(_, i)| i.reserved())
             .sum();
         // Never more than what the others and the unclaimed replicas leave.
         let ceiling = u64::from(budget).saturating_sub(others + unclaimed);

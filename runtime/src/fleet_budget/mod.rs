@@ -21,7 +21,9 @@
 //!   ([`BudgetHolder`]).
 //!
 //! Targets count from the first report that names them: telemetry for a target nobody
-//! reported before is counted at the owner's next report (a fifth of a lease later).
+//! reported before is counted at the owner's next report (a fifth of a lease later). A
+//! holder elected after the owner of a target died, while that target had no telemetry,
+//! does not know the target until its telemetry comes back.
 //!
 //! Pure: time comes in as arguments. The Pulsar side is `bus::pulsar::budget`.
 

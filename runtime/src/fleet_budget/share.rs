@@ -1,7 +1,7 @@
 //! An instance's side of the shared budget: which targets it owns, the grant in force,
 //! and the reports it sends. Kept in the arbiter's state, so the budget rule reads it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use super::{Grant, HeldReport, UsageReport};
@@ -24,6 +24,9 @@ pub struct HeldGrant {
     pub seq: u64,
     /// Who granted it.
     pub holder: String,
+    /// The targets the report it answers listed as owned: the grant counted their
+    /// replicas, so they count against it until the next grant, even once let go.
+    pub covers: BTreeSet<Target>,
 }
 
 /// Why a grant was not taken.
@@ -56,7 +59,8 @@ pub struct FleetShare {
     instance: String,
     lease: Duration,
     seq: u64,
-    sent: VecDeque<(u64, Timestamp)>,
+    /// Reports sent: sequence number, send time, targets listed as owned.
+    sent: VecDeque<(u64, Timestamp, BTreeSet<Target>)>,
     grant: Option<HeldGrant>,
     /// The last window each target had telemetry here.
     seen: BTreeMap<Target, Timestamp>,
@@ -100,11 +104,24 @@ impl FleetShare {
             .map(|(t, _)| t)
     }
 
-    /// Replicas of the targets owned at `now`.
+    /// What counts against the grant at `now`: the replicas of the targets owned, and of
+    /// those the grant was made for (a target let go since still runs, and the holder
+    /// counted it in this grant). All three are sorted by target, so one walk over them
+    /// does it (the budget rule asks this for every scale-up).
     pub fn used(&self, replicas: &BTreeMap<Target, u32>, now: Timestamp) -> u64 {
-        self.owned(now)
-            .map(|t| u64::from(replicas.get(t).copied().unwrap_or(0)))
-            .sum()
+        let mut owned = self.owned(now).peekable();
+        let mut covered = self.grant.iter().flat_map(|g| g.covers.iter()).peekable();
+        let mut sum = 0u64;
+        for (t, r) in replicas {
+            while owned.next_if(|o| *o < t).is_some() {}
+            while covered.next_if(|o| *o < t).is_some() {}
+            let mine = owned.next_if(|o| *o == t).is_some();
+            let counted = covered.next_if(|o| *o == t).is_some();
+            if mine || counted {
+                sum += u64::from(*r);
+            }
+        }
+        sum
     }
 
     /// The grant in force, if any (see [`FleetShare::expire`]).
@@ -136,14 +153,15 @@ impl FleetShare {
         let since = now.minus(self.lease);
         self.seen.retain(|_, at| *at > since);
         self.seq += 1;
-        self.sent.push_back((self.seq, now));
-        while self.sent.len() > SENT_KEPT {
-            self.sent.pop_front();
-        }
         let targets: BTreeMap<Target, u32> = self
             .owned(now)
             .map(|t| (t.clone(), replicas.get(t).copied().unwrap_or(0)))
             .collect();
+        self.sent
+            .push_back((self.seq, now, targets.keys().cloned().collect()));
+        while self.sent.len() > SENT_KEPT {
+            self.sent.pop_front();
+        }
         // Every target this instance knows replicas of is one it owned at some point.
         let released = replicas
             .iter()
@@ -181,16 +199,17 @@ impl FleetShare {
         if g.instance != self.instance {
             return Err(GrantRefused::NotMine(g.instance.clone()));
         }
-        if !self
+        let Some((_, _, covers)) = self
             .sent
             .iter()
-            .any(|(s, at)| *s == g.seq && *at == g.sent_at)
-        {
+            .find(|(s, at, _)| *s == g.seq && *at == g.sent_at)
+        else {
             return Err(GrantRefused::UnknownReport {
                 seq: g.seq,
                 sent_at: g.sent_at,
             });
-        }
+        };
+        let covers = covers.clone();
         if let Some(held) = self.grant.as_ref().filter(|h| h.seq >= g.seq) {
             return Err(GrantRefused::Stale {
                 seq: g.seq,
@@ -203,6 +222,7 @@ impl FleetShare {
             until: g.sent_at.plus(lease),
             seq: g.seq,
             holder: g.holder.clone(),
+            covers,
         });
         Ok(())
     }

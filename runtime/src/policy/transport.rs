@@ -510,7 +510,34 @@ pub(crate) fn compile(
             out.telemetry = TopicSelection::Names(names);
         }
         (None, Some(pat)) => match regex::Regex::new(&pat.value) {
-            Ok(_) => out.telemetry = TopicSelection::Pattern(pat.value.clone()),
+            // A pattern that matches a topic the runtime itself publishes to would feed
+            // its own output back as telemetry (dead letters forever, for one).
+            Ok(re) => {
+                let dead = tv
+                    .dead_letter_topic
+                    .as_ref()
+                    .map_or(out.dead_letter_topic.as_str(), |t| t.value.as_str());
+                let own = [
+                    ("the dead-letter topic", dead),
+                    ("the actions topic", out.actions_topic.as_str()),
+                    ("the control topic", out.control_topic.as_str()),
+                    (
+                        "the budget reports topic",
+                        out.budget.reports_topic.as_str(),
+                    ),
+                    ("the budget grants topic", out.budget.grants_topic.as_str()),
+                ];
+                match own.iter().find(|(_, t)| re.is_match(t)) {
+                    Some((what, t)) => p.push(
+                        pat.loc,
+                        "spec.pulsar.telemetry.topic_pattern",
+                        Problem::Contradiction(format!(
+                            "the pattern matches {what} `{t}`: the runtime would read what it publishes; anchor it (e.g. `$`) or exclude that name"
+                        )),
+                    ),
+                    None => out.telemetry = TopicSelection::Pattern(pat.value.clone()),
+                }
+            }
             Err(e) => p.push(
                 pat.loc,
                 "spec.pulsar.telemetry.topic_pattern",

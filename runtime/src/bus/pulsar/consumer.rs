@@ -17,6 +17,40 @@ pub(crate) fn describe_topics(t: &PulsarTransport) -> String {
     }
 }
 
+/// The namespace whose topics `pattern` is matched against: the tenant and namespace of
+/// its `persistent://tenant/namespace/` prefix, which must be literal (`\.` counts as a
+/// dot); `public/default` for a pattern without a scheme, as for short topic names.
+fn pattern_namespace(pattern: &str) -> Result<String, String> {
+    let p = pattern.strip_prefix('^').unwrap_or(pattern);
+    let rest = p
+        .strip_prefix("persistent://")
+        .or_else(|| p.strip_prefix("non-persistent://"));
+    let Some(rest) = rest else {
+        if p.contains("://") {
+            return Err(NAMESPACE_NOT_LITERAL.to_owned());
+        }
+        return Ok("public/default".to_owned());
+    };
+    let literal = |s: &str| {
+        let s = s.replace("\\.", ".");
+        let ok = !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=' | ':'));
+        ok.then_some(s)
+    };
+    let mut parts = rest.splitn(3, '/');
+    match (
+        parts.next().and_then(literal),
+        parts.next().and_then(literal),
+        parts.next(),
+    ) {
+        (Some(tenant), Some(namespace), Some(_)) => Ok(format!("{tenant}/{namespace}")),
+        _ => Err(NAMESPACE_NOT_LITERAL.to_owned()),
+    }
+}
+
+const NAMESPACE_NOT_LITERAL: &str = "a topic pattern must start with `persistent://TENANT/NAMESPACE/`, both written out: the client lists the topics of one namespace";
+
 /// Subscribes consumer number `index` of this instance.
 pub(crate) async fn subscribe(
     t: &PulsarTransport,
@@ -55,7 +89,15 @@ pub(crate) async fn subscribe(
                 topic: p.clone(),
                 detail: e.to_string(),
             })?;
+            // The client matches the pattern against one namespace's topics, and that
+            // namespace is `public/default` unless told.
+            let namespace = pattern_namespace(p).map_err(|detail| PulsarError::Topic {
+                what: "subscribe to",
+                topic: p.clone(),
+                detail,
+            })?;
             b.with_topic_regex(re)
+                .with_lookup_namespace(namespace)
                 .with_topic_refresh(std::time::Duration::from_secs(30))
         }
     };
@@ -72,5 +114,38 @@ pub(crate) async fn subscribe(
             topic: describe_topics(t),
             detail: format!("no answer within {timeout:?}"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pattern_namespace;
+
+    #[test]
+    fn a_pattern_is_matched_in_the_namespace_it_names() {
+        for (pattern, namespace) in [
+            ("persistent://conclave/ops/telemetry-.*", "conclave/ops"),
+            (
+                "^persistent://conclave/test/rx-telemetry-.*$",
+                "conclave/test",
+            ),
+            ("non-persistent://a.b/c/.*", "a.b/c"),
+            ("persistent://a\\.b/c/x", "a.b/c"),
+            ("telemetry-.*", "public/default"),
+        ] {
+            assert_eq!(
+                pattern_namespace(pattern).as_deref(),
+                Ok(namespace),
+                "{pattern}"
+            );
+        }
+        for pattern in [
+            "persistent://conclave/(ops|test)/.*",
+            "persistent://conclave/.*",
+            "persistent://.*/ops/x",
+            "(non-)?persistent://conclave/ops/x",
+        ] {
+            assert!(pattern_namespace(pattern).is_err(), "{pattern}");
+        }
     }
 }

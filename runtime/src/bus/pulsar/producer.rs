@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use ::pulsar::routing_policy::RoutingPolicy;
 use ::pulsar::{producer, Producer, ProducerOptions, TokioExecutor};
 use bytes::Bytes;
 use tokio::sync::Mutex;
@@ -46,6 +47,8 @@ impl ManagedProducer {
                     // per message; batching would mix keys.
                     batch_size: None,
                     block_queue_if_full: true,
+                    // On a partitioned topic, each key to one partition (see publisher.rs).
+                    routing_policy: Some(RoutingPolicy::RoundRobin),
                     ..ProducerOptions::default()
                 })
                 .build();

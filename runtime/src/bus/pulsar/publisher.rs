@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use ::pulsar::consumer::{ConsumerOptions, InitialPosition};
+use ::pulsar::routing_policy::RoutingPolicy;
 use ::pulsar::{producer, Consumer, Producer, ProducerOptions, SubType, TokioExecutor};
 use futures::StreamExt;
 
@@ -53,6 +54,9 @@ impl Publisher {
                 // Wait for room instead of failing with `SlowDown` when many sends are
                 // in flight.
                 block_queue_if_full: true,
+                // On a partitioned topic, each key to one partition (its messages stay in
+                // order); the client's default sends round-robin whatever the key.
+                routing_policy: Some(RoutingPolicy::RoundRobin),
                 ..ProducerOptions::default()
             })
             .build();
