@@ -397,14 +397,16 @@ fn otlp_metrics_reach_a_collector_over_http_with_the_runs_figures() {
         .map(|m| m.name.as_str())
         .collect();
     for def in ALL {
-        // No model ran (it is missing), no API served, nothing failed to export: those
-        // have no series; everything else is there.
+        // No model ran (it is missing), no API served, nothing failed to export, the
+        // budget is not shared: those have no series; everything else is there.
         let silent = [
             "conclave.model.inference.duration",
             "conclave.model.drift.psi",
             "conclave.api.requests",
             "conclave.otlp.export.errors",
             "conclave.agent.restarts",
+            "conclave.fleet_budget.granted",
+            "conclave.fleet_budget.used",
         ];
         assert_eq!(
             names.contains(def.name),

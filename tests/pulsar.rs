@@ -93,15 +93,41 @@ impl Topics {
     }
 }
 
-/// A scaler-only policy on `services`, with one-second windows, on the given topics.
-pub(crate) fn write_policy(dir: &Path, topics: &Topics, services: &[String]) -> PathBuf {
-    let targets: String = services
-        .iter()
-        .map(|s| format!("    - {{name: {s}, kind: service}}\n"))
-        .collect();
-    let names = services.join(", ");
-    let text = format!(
-        "apiVersion: conclave/v1
+/// A scaler-only test policy on `services` and `topics`, with one-second windows. The
+/// parts tests vary are fields; [`TestPolicy::new`] gives the plain one.
+pub(crate) struct TestPolicy {
+    /// The telemetry selection line: `topics: [..]` or `topic_pattern: ".."`.
+    pub(crate) selection: String,
+    /// The scaler's settings, as a YAML flow mapping's inside.
+    pub(crate) scaler: String,
+    /// The lines under `guardrails:`, indented by four.
+    pub(crate) guardrails: String,
+    /// More lines under `pulsar:`, indented by four.
+    pub(crate) pulsar: String,
+}
+
+impl TestPolicy {
+    /// Telemetry from `topics.telemetry`, the scaler at 50 % CPU, wide guardrails.
+    pub(crate) fn new(topics: &Topics) -> Self {
+        TestPolicy {
+            selection: format!("topics: [{}]", topics.telemetry),
+            scaler: "metric: cpu, target: 0.5".to_owned(),
+            guardrails:
+                "    defaults: {min_replicas: 1, max_replicas: 50, max_step: 40, cooldown: 0s}\n"
+                    .to_owned(),
+            pulsar: String::new(),
+        }
+    }
+
+    /// Writes `policy.yaml` in `dir`.
+    pub(crate) fn write(&self, dir: &Path, topics: &Topics, services: &[String]) -> PathBuf {
+        let targets: String = services
+            .iter()
+            .map(|s| format!("    - {{name: {s}, kind: service}}\n"))
+            .collect();
+        let names = services.join(", ");
+        let text = format!(
+            "apiVersion: conclave/v1
 kind: Policy
 metadata: {{name: pulsar-test, revision: p-1}}
 spec:
@@ -110,27 +136,35 @@ spec:
     scaler:
       mode: enforce
       targets: {{names: [{names}]}}
-      settings: {{metric: cpu, target: 0.5}}
+      settings: {{{scaler}}}
   guardrails:
-    defaults: {{min_replicas: 1, max_replicas: 50, max_step: 40, cooldown: 0s}}
-  arbiter: {{window: 1s}}
+{guardrails}  arbiter: {{window: 1s}}
   pulsar:
     telemetry:
-      topics: [{tel}]
+      {selection}
       subscription: conclave
       subscription_type: key_shared
       dead_letter_topic: {dead}
     actions_topic: {act}
     control_topic: {ctl}
-",
-        tel = topics.telemetry,
-        dead = topics.dead,
-        act = topics.actions,
-        ctl = topics.control,
-    );
-    let path = dir.join("policy.yaml");
-    std::fs::write(&path, text).expect("policy written");
-    path
+{pulsar}",
+            scaler = self.scaler,
+            guardrails = self.guardrails,
+            selection = self.selection,
+            pulsar = self.pulsar,
+            dead = topics.dead,
+            act = topics.actions,
+            ctl = topics.control,
+        );
+        let path = dir.join("policy.yaml");
+        std::fs::write(&path, text).expect("policy written");
+        path
+    }
+}
+
+/// The plain [`TestPolicy`].
+pub(crate) fn write_policy(dir: &Path, topics: &Topics, services: &[String]) -> PathBuf {
+    TestPolicy::new(topics).write(dir, topics, services)
 }
 
 /// One metrics message for `service` at `ts`: `cpu` of 0.5 per replica of `replicas`
@@ -284,8 +318,8 @@ pub(crate) fn pulsar_summary(stderr: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// The subscription's backlog, from the broker's admin API (plain HTTP on loopback).
-pub(crate) fn backlog(topic: &str, subscription: &str) -> u64 {
+/// A topic's stats from the broker's admin API (plain HTTP on loopback).
+pub(crate) fn topic_stats(topic: &str) -> serde_json::Value {
     let admin = std::env::var("CONCLAVE_PULSAR_ADMIN").unwrap_or("127.0.0.1:8080".into());
     let path = topic.replacen("persistent://", "/admin/v2/persistent/", 1) + "/stats";
     let mut s = std::net::TcpStream::connect(&admin).expect("admin API reachable");
@@ -293,7 +327,12 @@ pub(crate) fn backlog(topic: &str, subscription: &str) -> u64 {
     let mut body = String::new();
     s.read_to_string(&mut body).expect("response");
     let json = body.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    let v: serde_json::Value = serde_json::from_str(json).expect("stats JSON");
+    serde_json::from_str(json).expect("stats JSON")
+}
+
+/// The subscription's backlog.
+pub(crate) fn backlog(topic: &str, subscription: &str) -> u64 {
+    let v = topic_stats(topic);
     v["subscriptions"][subscription]["msgBacklog"]
         .as_u64()
         .unwrap_or_else(|| panic!("no backlog for {subscription} in {v}"))

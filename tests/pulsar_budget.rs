@@ -3,63 +3,37 @@
 //! runs more than the budget, and the budget survives the holder's death.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use conclave_runtime::bus::pulsar::Outgoing;
 use conclave_runtime::{Action, Clock, Decision, RealClock, ReasonCode, Timestamp};
 
-use crate::pulsar::{broker, decisions_of, metrics, outgoing, publish, rt, Instance, Topics};
+use crate::pulsar::{
+    broker, decisions_of, metrics, outgoing, publish, rt, topic_stats, Instance, TestPolicy, Topics,
+};
 
 const BUDGET: u32 = 20;
 
+/// The plain test policy with the budget in the guardrails, its exchange on the test's own
+/// topics with a 3 s lease, and no HPA-style holds in the scaler: every window with
+/// telemetry may change the count, so the budget is what limits it.
 fn write_policy(dir: &Path, topics: &Topics, services: &[String]) -> PathBuf {
-    let targets: String = services
-        .iter()
-        .map(|s| format!("    - {{name: {s}, kind: service}}\n"))
-        .collect();
-    let text = format!(
-        "apiVersion: conclave/v1
-kind: Policy
-metadata: {{name: budget-test, revision: b-1}}
-spec:
-  targets:
-{targets}  agents:
-    scaler:
-      mode: enforce
-      # No HPA-style holds: every window with telemetry may change the count, so the
-      # budget is what limits it.
-      settings:
-        metric: cpu
-        target: 0.5
-        cold_start: 0s
-        behavior:
-          scale_up: {{stabilization: 0s, policies: [{{type: pods, value: 50, period: 1s}}]}}
-          scale_down: {{stabilization: 0s, policies: [{{type: pods, value: 50, period: 1s}}]}}
-  guardrails:
-    defaults: {{min_replicas: 1, max_replicas: 50, max_step: 2, cooldown: 0s, scale_down_stabilization: 0s}}
-    fleet_replica_budget: {BUDGET}
-  arbiter: {{window: 1s}}
-  pulsar:
-    telemetry:
-      topics: [{tel}]
-      subscription: conclave
-      subscription_type: key_shared
-      dead_letter_topic: {dead}
-    actions_topic: {act}
-    control_topic: {ctl}
-    budget: {{reports_topic: {rep}, grants_topic: {gra}, lease: 3s}}
-",
-        tel = topics.telemetry,
-        dead = topics.dead,
-        act = topics.actions,
-        ctl = topics.control,
-        rep = topics.telemetry.replace("-telemetry-", "-budget-reports-"),
-        gra = topics.telemetry.replace("-telemetry-", "-budget-grants-"),
-    );
-    let path = dir.join("policy.yaml");
-    std::fs::write(&path, text).expect("policy written");
-    path
+    TestPolicy {
+        scaler: "metric: cpu, target: 0.5, cold_start: 0s, behavior: {scale_up: {stabilization: 0s, policies: [{type: pods, value: 50, period: 1s}]}, scale_down: {stabilization: 0s, policies: [{type: pods, value: 50, period: 1s}]}}".to_owned(),
+        guardrails: format!("    defaults: {{min_replicas: 1, max_replicas: 50, max_step: 2, cooldown: 0s, scale_down_stabilization: 0s}}\n    fleet_replica_budget: {BUDGET}\n"),
+        pulsar: format!(
+            "    budget: {{reports_topic: {}, grants_topic: {}, lease: 3s}}\n",
+            reports_topic(topics),
+            topics.telemetry.replace("-telemetry-", "-budget-grants-"),
+        ),
+        ..TestPolicy::new(topics)
+    }
+    .write(dir, topics, services)
+}
+
+fn reports_topic(topics: &Topics) -> String {
+    topics.telemetry.replace("-telemetry-", "-budget-reports-")
 }
 
 /// Every carried-out scale, from every instance's audit log, in decision-time order.
@@ -98,18 +72,24 @@ fn replay(
 
 /// The active consumer of the holder subscription on the reports topic (admin API).
 fn holder_of(reports: &str) -> String {
-    let admin = std::env::var("CONCLAVE_PULSAR_ADMIN").unwrap_or("127.0.0.1:8080".into());
-    let path = reports.replacen("persistent://", "/admin/v2/persistent/", 1) + "/stats";
-    let mut s = std::net::TcpStream::connect(&admin).expect("admin API reachable");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {admin}\r\n\r\n").expect("request");
-    let mut body = String::new();
-    s.read_to_string(&mut body).expect("response");
-    let json = body.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    let v: serde_json::Value = serde_json::from_str(json).expect("stats JSON");
+    let v = topic_stats(reports);
     v["subscriptions"]["conclave-budget-holder"]["activeConsumerName"]
         .as_str()
         .unwrap_or_else(|| panic!("no active holder in {v}"))
         .to_owned()
+}
+
+/// The `refused` figure of a run's `fleet budget:` summary line.
+fn summary_of(stderr: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("fleet budget: "))
+        .unwrap_or_else(|| panic!("no fleet budget summary in:\n{stderr}"));
+    line.rsplit(", ")
+        .next()
+        .and_then(|last| last.strip_suffix(" refused"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no refused count in `{line}`"))
 }
 
 fn budget_reasons(ds: &[Decision]) -> Vec<String> {
@@ -127,7 +107,7 @@ fn instances_share_the_fleet_budget_through_an_elected_holder_that_fails_over() 
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let topics = Topics::new("budget");
-    let reports = topics.telemetry.replace("-telemetry-", "-budget-reports-");
+    let reports = reports_topic(&topics);
     let services: Vec<String> = (0..6).map(|i| format!("svc-{i}")).collect();
     let policy = write_policy(dir.path(), &topics, &services);
     let names = ["bud-a", "bud-b"];
@@ -137,6 +117,26 @@ fn instances_share_the_fleet_budget_through_an_elected_holder_that_fails_over() 
         i.wait_for("fleet_replica_budget shared", Duration::from_secs(5));
     }
     let rt = rt();
+    // Bad input on the exchange: a report that is not JSON, and a grant of 1,000 replicas
+    // to each instance for a report it never sent. Both are refused; nothing else changes.
+    let grants = topics.telemetry.replace("-telemetry-", "-budget-grants-");
+    let junk = |key: &str, payload: &[u8]| Outgoing {
+        key: Some(key.to_owned()),
+        event_id: None,
+        payload: payload.to_vec(),
+    };
+    rt.block_on(publish(&url, &reports, vec![junk("bud-a", b"{not json")]));
+    let forged: Vec<Outgoing> = names
+        .iter()
+        .map(|n| {
+            let g = serde_json::json!({
+                "instance": n, "seq": 999, "sent_at": RealClock.now(), "replicas": 1000,
+                "lease_ms": 60_000, "holder": "mallory", "budget": 1000, "fleet_used": 0
+            });
+            junk(n, &serde_json::to_vec(&g).expect("json"))
+        })
+        .collect();
+    rt.block_on(publish(&url, &grants, forged));
     let mut round = 0u32;
     // Telemetry every half second that reports what the fleet runs now (the enacted
     // scales in both audit logs) at `cpu(target)`: a closed loop, like a real fleet.
@@ -174,6 +174,12 @@ fn instances_share_the_fleet_budget_through_an_elected_holder_that_fails_over() 
     // holder's grants can give them.
     run_for(16, &|s| if s < "svc-3" { 0.1 } else { 0.95 });
     survivor.stop();
+    let refused = summary_of(
+        &std::fs::read_to_string(dir.path().join(format!("{survivor_name}.err")))
+            .unwrap_or_default(),
+    );
+    // The forged grant at least (the junk report went to whichever instance held then).
+    assert!(refused >= 1, "the survivor refused nothing");
     let summary = std::fs::read_to_string(dir.path().join(format!("{survivor_name}.err")))
         .unwrap_or_default();
 

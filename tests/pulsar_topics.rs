@@ -33,7 +33,7 @@ use conclave_runtime::{Clock, Decision, RealClock, Timestamp};
 
 use crate::pulsar::{
     backlog, broker, connect, decisions_of, enacted_scales, metrics, outgoing, publish, rt,
-    write_policy, Instance, Topics,
+    write_policy, Instance, TestPolicy, Topics,
 };
 
 /// One call to the broker's admin API (plain HTTP on loopback): status and body.
@@ -86,8 +86,8 @@ fn stats(topic: &str) -> serde_json::Value {
     serde_json::from_str(&text).expect("stats JSON")
 }
 
-/// A scaler-only policy like `write_policy`'s, with the telemetry selection (`topics:` or
-/// `topic_pattern:` line) and the scaler's settings given.
+/// A plain test policy with the telemetry selection (`topics:` or `topic_pattern:` line)
+/// and the scaler's settings given.
 fn write_policy_with(
     dir: &Path,
     selection: &str,
@@ -95,41 +95,12 @@ fn write_policy_with(
     topics: &Topics,
     services: &[String],
 ) -> PathBuf {
-    let targets: String = services
-        .iter()
-        .map(|s| format!("    - {{name: {s}, kind: service}}\n"))
-        .collect();
-    let names = services.join(", ");
-    let text = format!(
-        "apiVersion: conclave/v1
-kind: Policy
-metadata: {{name: pulsar-topics-test, revision: p-1}}
-spec:
-  targets:
-{targets}  agents:
-    scaler:
-      mode: enforce
-      targets: {{names: [{names}]}}
-      settings: {{{scaler}}}
-  guardrails:
-    defaults: {{min_replicas: 1, max_replicas: 50, max_step: 40, cooldown: 0s}}
-  arbiter: {{window: 1s}}
-  pulsar:
-    telemetry:
-      {selection}
-      subscription: conclave
-      subscription_type: key_shared
-      dead_letter_topic: {dead}
-    actions_topic: {act}
-    control_topic: {ctl}
-",
-        dead = topics.dead,
-        act = topics.actions,
-        ctl = topics.control,
-    );
-    let path = dir.join("policy.yaml");
-    std::fs::write(&path, text).expect("policy written");
-    path
+    TestPolicy {
+        selection: selection.to_owned(),
+        scaler: scaler.to_owned(),
+        ..TestPolicy::new(topics)
+    }
+    .write(dir, topics, services)
 }
 
 /// Polls `done` every 200 ms until it holds or `limit` passes; whether it held.
@@ -599,11 +570,22 @@ fn key_shared_keeps_each_keys_order_across_a_crash_and_a_live_handover() {
         "{survivors} of {total} messages delivered to B and C; {seen} decisions show a message"
     );
     // 6. Everything acknowledged, each delivery once (redeliveries with the original).
-    for (name, s) in [("B", &sb), ("C", &sc)] {
+    for (name, file, s) in [("B", "ord-b.err", &sb), ("C", "ord-c.err", &sc)] {
+        // On failure, what the instance warned about (failed acks say so).
+        let warnings = || {
+            std::fs::read_to_string(dir.path().join(file))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ack"))
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         assert_eq!(
             s["acknowledged"],
             s["delivered"] + s["redeliveries skipped"],
-            "{name}: {s:?}"
+            "{name}: {s:?}\n{}",
+            warnings()
         );
         assert_eq!(s["returned (nack)"], 0, "{name}: {s:?}");
     }

@@ -33,6 +33,9 @@ pub struct Counters {
     pub(crate) api_requests: Mutex<BTreeMap<u16, u64>>,
     /// Failed OTLP exports by signal (`metrics`).
     pub(crate) export_errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// With a shared fleet budget: the grant in force (`None`: none) and the replicas
+    /// counted against it. A gauge, so kept out of [`CounterSnapshot`].
+    pub(crate) fleet_share: Mutex<Option<(Option<u64>, u64)>>,
 }
 
 /// A point-in-time copy of [`Counters`], for reports and tests.

@@ -14,6 +14,6 @@ pub use api::ApiRequestServed;
 pub use counters::{CounterSnapshot, Counters};
 pub use export::{MetricsExportFailed, TraceExportFailed};
 pub use pipeline::{
-    ActuationFailed, AuditWriteFailed, DecisionsMade, ProposalsSent, TelemetryDeadLettered,
-    TelemetryReceived,
+    ActuationFailed, AuditWriteFailed, DecisionsMade, FleetShareSeen, ProposalsSent,
+    TelemetryDeadLettered, TelemetryReceived,
 };

@@ -89,6 +89,27 @@ impl DecisionsMade<'_> {
     }
 }
 
+/// The shared fleet budget as this instance sees it changed: a window was decided or a
+/// grant came.
+#[derive(Debug)]
+pub struct FleetShareSeen {
+    /// The replicas the grant in force allows (`None`: no grant).
+    pub granted: Option<u64>,
+    /// The replicas counted against it.
+    pub used: u64,
+}
+
+impl FleetShareSeen {
+    /// Records it for the gauges.
+    pub fn emit(self, counters: &Counters) {
+        let mut slot = counters
+            .fleet_share
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = Some((self.granted, self.used));
+    }
+}
+
 /// The actuator could not carry out a decision.
 #[derive(Debug)]
 pub struct ActuationFailed<'a> {

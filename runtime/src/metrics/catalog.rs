@@ -86,6 +86,8 @@ pub(crate) struct Readings {
     pub(crate) inboxes: Vec<(&'static str, usize)>,
     pub(crate) partitions: Vec<usize>,
     pub(crate) models: Vec<Arc<ModelStats>>,
+    /// With a shared fleet budget: the grant in force and the replicas counted against it.
+    pub(crate) fleet: Option<(Option<u64>, u64)>,
 }
 
 fn one(v: u64) -> Vec<Sample> {
@@ -165,6 +167,20 @@ fn partition_depth(r: &Readings) -> Vec<Sample> {
             value: Value::Gauge(*depth as f64),
         })
         .collect()
+}
+fn gauge(v: u64) -> Vec<Sample> {
+    vec![Sample {
+        labels: Vec::new(),
+        value: Value::Gauge(v as f64),
+    }]
+}
+fn fleet_granted(r: &Readings) -> Vec<Sample> {
+    r.fleet
+        .map(|(g, _)| gauge(g.unwrap_or(0)))
+        .unwrap_or_default()
+}
+fn fleet_used(r: &Readings) -> Vec<Sample> {
+    r.fleet.map(|(_, u)| gauge(u)).unwrap_or_default()
 }
 fn proposals(r: &Readings) -> Vec<Sample> {
     by(&r.counters.proposals)
@@ -267,6 +283,12 @@ pub const ALL: &[MetricDef] = &[
     def("conclave.bus.partition.depth", "{item}", Gauge, &["partition"],
         "Items queued in each partition of the embedded bus (with Pulsar, the broker reports its backlog).",
         partition_depth),
+    def("conclave.fleet_budget.granted", "{replica}", Gauge, &[],
+        "With instances sharing fleet_replica_budget: the replicas this instance's grant allows (0 without a grant).",
+        fleet_granted),
+    def("conclave.fleet_budget.used", "{replica}", Gauge, &[],
+        "With instances sharing fleet_replica_budget: the replicas counted against this instance's grant.",
+        fleet_used),
     def("conclave.proposals", "{proposal}", Counter, &["agent"],
         "Proposals each agent made.", proposals),
     def("conclave.proposals.not_owned", "{proposal}", Counter, &[],
@@ -357,6 +379,8 @@ mod tests {
                 "conclave_agent_restarts_total",
                 "conclave_agent_inbox_depth",
                 "conclave_bus_partition_depth",
+                "conclave_fleet_budget_granted",
+                "conclave_fleet_budget_used",
                 "conclave_proposals_total",
                 "conclave_proposals_not_owned_total",
                 "conclave_decisions_total",

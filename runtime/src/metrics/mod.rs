@@ -129,6 +129,7 @@ impl Metrics {
                 .map(DepthProbe::read)
                 .collect(),
             models: lock(&self.models).clone(),
+            fleet: *lock(&self.counters.fleet_share),
         }
     }
 

@@ -17,7 +17,7 @@ use crate::arbiter::{Arbiter, ArbiterState, OverrideError};
 use crate::audit::AuditRecord;
 use crate::clock::{Clock, Timestamp};
 use crate::decision::Decision;
-use crate::events::{Counters, DecisionsMade};
+use crate::events::{Counters, DecisionsMade, FleetShareSeen};
 use crate::fleet_budget::{budget_shortfall, FleetShare, Grant, GrantRefused, UsageReport};
 use crate::overrides::{OperatorView, Override, OverrideJournal};
 use crate::policy::Policy;
@@ -134,12 +134,24 @@ impl ArbiterHostState {
                 if let Some(share) = self.state.fleet_share_mut() {
                     share.note_wanted(short);
                 }
+                self.fleet_share_seen(at);
             }
             self.publish(decisions, None, &w.links);
             self.decided_through = Some(at);
         }
         self.publish_view();
         self.wake_waiters();
+    }
+
+    /// Updates the shared-budget gauges as of `at`.
+    fn fleet_share_seen(&self, at: Timestamp) {
+        if let Some(share) = self.state.fleet_share() {
+            FleetShareSeen {
+                granted: share.grant().map(|g| g.replicas),
+                used: share.used(self.state.all_replicas(), at),
+            }
+            .emit(&self.args.counters);
+        }
     }
 
     fn publish_view(&self) {
@@ -405,6 +417,9 @@ impl Actor for ArbiterActor {
                     Some(share) => share.accept(&grant),
                     None => Err(GrantRefused::NotMine(grant.instance.clone())),
                 };
+                if taken.is_ok() {
+                    s.fleet_share_seen(s.args.clock.now());
+                }
                 let _ = reply.send(taken);
             }
         }

@@ -138,8 +138,18 @@ struct Harness {
 }
 
 async fn harness(partitions: usize, restart: RestartPolicy) -> Harness {
+    harness_with(partitions, restart, POLICY, None).await
+}
+
+/// A harness on `policy`; with `share`, the fleet budget is shared (and ownership tracked).
+async fn harness_with(
+    partitions: usize,
+    restart: RestartPolicy,
+    policy: &str,
+    share: Option<crate::fleet_budget::FleetShare>,
+) -> Harness {
     let policy = Arc::new(
-        crate::policy::compile_str("s.yaml", POLICY, &["router", "scaler"]).expect("policy"),
+        crate::policy::compile_str("s.yaml", policy, &["router", "scaler"]).expect("policy"),
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let audit = dir.path().join("audit.jsonl");
@@ -177,6 +187,8 @@ async fn harness(partitions: usize, restart: RestartPolicy) -> Harness {
             heartbeat: Duration::from_secs(5),
             restart,
             watchdog: watchdog.clone(),
+            decide_only_observed: share.is_some(),
+            fleet_share: share,
             ..Tuning::default()
         },
     })
@@ -281,6 +293,102 @@ async fn windows_close_in_order_and_everything_is_audited() {
     );
     assert_eq!(report.counters.audit_records, 6);
     assert_eq!(report.next_audit_seq, 7);
+}
+
+/// The gauge `name`'s value, if it has one.
+fn gauge(h: &Harness, name: &str) -> Option<f64> {
+    let snapshot = h.runtime.metrics().snapshot();
+    let family = snapshot.families.iter().find(|f| f.def.name == name)?;
+    match family.samples.first().map(|s| &s.value) {
+        Some(crate::metrics::Value::Gauge(v)) => Some(*v),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_budget_waits_for_a_grant_reports_demand_and_shows_its_gauges() {
+    use crate::fleet_budget::{FleetShare, Grant, GrantRefused};
+    let policy = POLICY.replace(
+        "  arbiter: {window: 10s}",
+        "    fleet_replica_budget: 10\n  arbiter: {window: 10s}",
+    );
+    let share = FleetShare::new("me", Duration::from_secs(60));
+    let h = harness_with(1, immediate(), &policy, Some(share)).await;
+    assert_eq!(
+        gauge(&h, "conclave.fleet_budget.granted"),
+        None,
+        "nothing yet"
+    );
+    h.window(0).await;
+    h.send("web", 1, 2).await;
+    h.window(10).await;
+    // No grant: the scale-up to 3 waited, and the report says so.
+    assert_eq!(gauge(&h, "conclave.fleet_budget.granted"), Some(0.0));
+    assert_eq!(gauge(&h, "conclave.fleet_budget.used"), Some(2.0));
+    let handle = h.runtime.handle();
+    let report = handle
+        .fleet_report()
+        .await
+        .expect("running")
+        .expect("the budget is shared");
+    assert_eq!(
+        (
+            report.instance.as_str(),
+            report.budget,
+            report.used(),
+            report.wanted
+        ),
+        ("me", 10, 2, 1)
+    );
+    assert_eq!(
+        report
+            .targets
+            .keys()
+            .map(crate::target::Target::as_str)
+            .collect::<Vec<_>>(),
+        ["web"]
+    );
+    let grant = |seq: u64| Grant {
+        instance: "me".into(),
+        seq,
+        sent_at: report.sent_at,
+        replicas: 5,
+        lease_ms: 60_000,
+        holder: "other".into(),
+        budget: 10,
+        fleet_used: 2,
+    };
+    assert_eq!(
+        handle.fleet_grant(grant(99)).await.expect("running"),
+        Err(GrantRefused::UnknownReport {
+            seq: 99,
+            sent_at: report.sent_at
+        })
+    );
+    assert_eq!(
+        handle
+            .fleet_grant(grant(report.seq))
+            .await
+            .expect("running"),
+        Ok(())
+    );
+    assert_eq!(gauge(&h, "conclave.fleet_budget.granted"), Some(5.0));
+    // With the grant, the same scale-up is enacted.
+    h.send("web", 11, 2).await;
+    h.window(20).await;
+    assert_eq!(gauge(&h, "conclave.fleet_budget.used"), Some(3.0));
+    let (_, lines, _, _) = h.finish().await;
+    assert_eq!(
+        lines,
+        vec![
+            // Nothing would be carried out: the budget refused the enforcing scaler, and
+            // the shadow router's verdict is the same.
+            "10000 d-router-web-1800000010000 shadowed ",
+            "10000 d-scaler-web-1800000010000 rejected ",
+            "20000 d-router-web-1800000020000 shadowed scale to 3 replicas",
+            "20000 d-scaler-web-1800000020000 enacted scale to 3 replicas",
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,8 @@ use crate::supervision::RuntimeHandle;
 
 /// How often a source emits a watermark (the wall clock's progress).
 const WATERMARK_EVERY: Duration = Duration::from_millis(250);
+/// How long an orderly shutdown waits for a consumer's last acknowledgements and close.
+const CLOSE_WAIT: Duration = Duration::from_secs(30);
 /// How often the watchdog checks a quiet consumer.
 const WATCHDOG_EVERY: Duration = Duration::from_secs(3);
 /// Failed checks in a row before the consumer is recreated.
@@ -116,14 +118,20 @@ impl SourceControl {
     }
 
     /// After the runtime drained (every delivered message decided, audited and carried
-    /// out): acknowledges everything still pending, then closes the consumers.
+    /// out): acknowledges everything still pending, then closes the consumers. A driver
+    /// takes the close after the acknowledgements before it, so the wait covers them; it
+    /// is long because an acknowledgement not sent now is a redelivery to someone else.
     pub async fn close(self) {
         let all = lock(&self.ledger).release_all();
         send_acks(&self.commands, all);
         for c in &self.commands {
             let (tx, rx) = oneshot::channel();
-            if c.send(Command::Close(tx)).is_ok() {
-                let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+            if c.send(Command::Close(tx)).is_ok()
+                && tokio::time::timeout(CLOSE_WAIT, rx).await.is_err()
+            {
+                tracing::warn!(
+                    "Pulsar consumer did not finish acknowledging and closing within {CLOSE_WAIT:?}; the rest will be redelivered."
+                );
             }
         }
     }
