@@ -79,7 +79,7 @@ fn decide(c: &mut Criterion) {
     }
     let replicas: BTreeMap<Target, u32> = targets.iter().map(|t| (t.clone(), 4)).collect();
     let share = shared.fleet_share_mut().expect("shared");
-    let r = share.report(&replicas, 100_000, now);
+    let r = share.report(&replicas, &BTreeMap::new(), 100_000, now);
     share
         .accept(&Grant {
             instance: "bench".into(),
@@ -90,6 +90,7 @@ fn decide(c: &mut Criterion) {
             holder: "bench".into(),
             budget: 100_000,
             fleet_used: r.used(),
+            others_actions: BTreeMap::new(),
         })
         .expect("grant taken");
 
@@ -131,6 +132,7 @@ fn exchange(c: &mut Criterion) {
                     .map(|t| (t.clone(), 4))
                     .collect(),
                 released: BTreeMap::new(),
+                actions: BTreeMap::new(),
                 wanted: 3,
                 held: None,
             })
@@ -164,7 +166,7 @@ fn exchange(c: &mut Criterion) {
     let mut share = FleetShare::new("bench", LEASE);
     share.observe(&targets, at(0));
     group.bench_function("instance_builds_its_report", |b| {
-        b.iter(|| black_box(share.report(&replicas, 100_000, at(1))))
+        b.iter(|| black_box(share.report(&replicas, &BTreeMap::new(), 100_000, at(1))))
     });
     group.finish();
 }

@@ -9,12 +9,22 @@ use crate::policy::{OnViolation, Policy};
 
 pub(crate) fn apply(policy: &Policy, state: &ArbiterState, now: Timestamp, c: &mut Candidate) {
     if let Some(max) = policy.max_actions_per_hour() {
-        let used = state.actions_in_last_hour(&c.proposal.agent, now);
-        if used >= max as usize {
-            return c.reject(Reason::new(
-                ReasonCode::ActionBudget,
-                format!("agent `{}` has had {used} actions enacted in the last hour; max_actions_per_hour is {max}", c.proposal.agent),
-            ));
+        let agent = &c.proposal.agent;
+        let used = state.actions_in_last_hour(agent, now);
+        // Shared with other instances: what they enacted counts too, as of the grant.
+        let others = state
+            .share
+            .as_ref()
+            .and_then(|s| s.grant())
+            .and_then(|g| g.others_actions.get(agent))
+            .map_or(0, |n| *n as usize);
+        if used + others >= max as usize {
+            let msg = if others == 0 {
+                format!("agent `{agent}` has had {used} actions enacted in the last hour; max_actions_per_hour is {max}")
+            } else {
+                format!("agent `{agent}` has had {} actions enacted in the last hour across the instances ({used} here, {others} elsewhere); max_actions_per_hour is {max}", used + others)
+            };
+            return c.reject(Reason::new(ReasonCode::ActionBudget, msg));
         }
     }
     let (Some(budget), Action::Scale { replicas: desired }) =

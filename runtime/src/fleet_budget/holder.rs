@@ -8,6 +8,9 @@ use super::{Grant, UsageReport};
 use crate::clock::Timestamp;
 use crate::target::Target;
 
+/// How long an enacted action counts against `max_actions_per_hour`.
+const HOUR: Duration = Duration::from_secs(3600);
+
 /// What the holder does with a report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
@@ -185,9 +188,11 @@ impl BudgetHolder {
             i.issued.retain(|(_, until)| *until > now);
         }
         let targets = &self.targets;
+        let hour_ago = now.minus(HOUR);
         self.instances.retain(|name, i| {
             i.live(now, lease)
                 || !i.issued.is_empty()
+                || i.report.actions.values().flatten().any(|t| *t > hour_ago)
                 || targets
                     .values()
                     .any(|(_, src)| *src == Source::Owner(name.clone()))
@@ -252,6 +257,7 @@ impl BudgetHolder {
         };
         let replicas = (used + extra).min(ceiling);
         let fleet_used = used_all + unclaimed;
+        let others_actions = self.others_actions(name, now);
         let (seq, sent_at) = match self.instances.get_mut(name) {
             Some(i) => {
                 i.issued.push((replicas, now.plus(lease)));
@@ -269,7 +275,24 @@ impl BudgetHolder {
             holder: self.name.clone(),
             budget,
             fleet_used,
+            others_actions,
         }
+    }
+
+    /// Actions every other instance it knows of (live or not: what they enacted still
+    /// counts for the hour) had enacted in the last hour, by agent.
+    fn others_actions(&self, name: &str, now: Timestamp) -> BTreeMap<String, u32> {
+        let hour_ago = now.minus(HOUR);
+        let mut out: BTreeMap<String, u32> = BTreeMap::new();
+        for (_, i) in self.instances.iter().filter(|(n, _)| n.as_str() != name) {
+            for (agent, times) in &i.report.actions {
+                let n = times.iter().filter(|t| **t > hour_ago).count();
+                if n > 0 {
+                    *out.entry(agent.clone()).or_default() += u32::try_from(n).unwrap_or(u32::MAX);
+                }
+            }
+        }
+        out
     }
 
     /// Instances the holder counts as live at `now`, for its log.

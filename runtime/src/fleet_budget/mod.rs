@@ -20,6 +20,12 @@
 //!   so every grant of the previous holder has expired before its first
 //!   ([`BudgetHolder`]).
 //!
+//! `max_actions_per_hour` rides on the same exchange, more loosely: a report lists when
+//! the instance's agents acted in the last hour, a grant carries what the others did, and
+//! the rule counts both. Actions two instances enact between reports are not seen by each
+//! other, so the fleet may exceed the limit by what they enact in one report period; it
+//! is a guard against churn, not a budget of something scarce.
+//!
 //! Targets count from the first report that names them: telemetry for a target nobody
 //! reported before is counted at the owner's next report (a fifth of a lease later). A
 //! holder elected after the owner of a target died, while that target had no telemetry,
@@ -64,6 +70,10 @@ pub struct UsageReport {
     pub released: BTreeMap<Target, u32>,
     /// Replicas the budget refused this instance since its previous report (demand).
     pub wanted: u64,
+    /// When this instance's agents had actions enacted in the last hour, by agent (for
+    /// the fleet-wide `max_actions_per_hour`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub actions: BTreeMap<String, Vec<Timestamp>>,
     /// The grant the instance enforces now, so a holder learns of grants another holder
     /// made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,4 +119,9 @@ pub struct Grant {
     pub budget: u32,
     /// See [`Grant::budget`].
     pub fleet_used: u64,
+    /// Actions the other instances' agents had enacted in the last hour, by agent, as
+    /// of their latest reports: this instance counts them with its own against
+    /// `max_actions_per_hour`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub others_actions: BTreeMap<String, u32>,
 }

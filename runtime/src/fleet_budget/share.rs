@@ -27,6 +27,8 @@ pub struct HeldGrant {
     /// The targets the report it answers listed as owned: the grant counted their
     /// replicas, so they count against it until the next grant, even once let go.
     pub covers: BTreeSet<Target>,
+    /// Actions the other instances' agents had enacted in the last hour, by agent.
+    pub others_actions: BTreeMap<String, u32>,
 }
 
 /// Why a grant was not taken.
@@ -142,11 +144,13 @@ impl FleetShare {
         self.wanted = self.wanted.saturating_add(replicas);
     }
 
-    /// The next report, as of `now`: the targets owned with their replicas, and the
-    /// demand since the previous report (which it resets).
+    /// The next report, as of `now`: the targets owned with their replicas, the actions
+    /// enacted in the last hour (`actions`, the arbiter's log), and the demand since the
+    /// previous report (which it resets).
     pub fn report(
         &mut self,
         replicas: &BTreeMap<Target, u32>,
+        actions: &BTreeMap<String, Vec<Timestamp>>,
         budget: u32,
         now: Timestamp,
     ) -> UsageReport {
@@ -184,6 +188,11 @@ impl FleetShare {
             budget,
             targets,
             released,
+            actions: actions
+                .iter()
+                .filter(|(_, times)| !times.is_empty())
+                .map(|(agent, times)| (agent.clone(), times.clone()))
+                .collect(),
             wanted: std::mem::take(&mut self.wanted),
             held,
         }
@@ -223,6 +232,7 @@ impl FleetShare {
             seq: g.seq,
             holder: g.holder.clone(),
             covers,
+            others_actions: g.others_actions.clone(),
         });
         Ok(())
     }

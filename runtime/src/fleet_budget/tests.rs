@@ -38,6 +38,7 @@ fn report(
         wanted,
         held: None,
         released: BTreeMap::new(),
+        actions: BTreeMap::new(),
     }
 }
 
@@ -193,7 +194,7 @@ fn an_instance_takes_only_grants_for_its_own_recent_reports() {
     let mut share = FleetShare::new("a", LEASE);
     let replicas: BTreeMap<Target, u32> = [(Target::new("web"), 3)].into();
     share.observe(&[Target::new("web")], t(0));
-    let r = share.report(&replicas, 20, t(1));
+    let r = share.report(&replicas, &BTreeMap::new(), 20, t(1));
     assert_eq!((r.seq, r.used(), r.wanted), (1, 3, 0));
     let grant = |instance: &str, seq: u64, sent_at: Timestamp| Grant {
         instance: instance.into(),
@@ -204,6 +205,7 @@ fn an_instance_takes_only_grants_for_its_own_recent_reports() {
         holder: "h".into(),
         budget: 20,
         fleet_used: 3,
+        others_actions: BTreeMap::new(),
     };
     assert_eq!(
         share.accept(&grant("b", 1, t(1))),
@@ -231,7 +233,7 @@ fn an_instance_takes_only_grants_for_its_own_recent_reports() {
     share.expire(t(11));
     assert!(share.grant().is_none());
     // A target without telemetry for a lease is no longer owned or reported.
-    let r = share.report(&replicas, 20, t(10));
+    let r = share.report(&replicas, &BTreeMap::new(), 20, t(10));
     assert!(r.targets.is_empty(), "{r:?}");
 }
 
@@ -301,7 +303,12 @@ fn the_budget_rule_uses_the_grant_over_the_targets_this_instance_owns() {
     );
 
     let share = state.fleet_share_mut().expect("shared");
-    let r = share.report(&[(Target::new("web"), 4)].into(), 20, t(1));
+    let r = share.report(
+        &[(Target::new("web"), 4)].into(),
+        &BTreeMap::new(),
+        20,
+        t(1),
+    );
     share
         .accept(&Grant {
             instance: "a".into(),
@@ -312,6 +319,7 @@ fn the_budget_rule_uses_the_grant_over_the_targets_this_instance_owns() {
             holder: "b".into(),
             budget: 20,
             fleet_used: 19,
+            others_actions: BTreeMap::new(),
         })
         .expect("grant taken");
     let d = decide_scale(&mut state, "web", 9, t(2));
@@ -427,7 +435,7 @@ impl World {
             .filter(|(t, _)| self.known[i].contains(*t) || self.pinned.contains(*t))
             .map(|(t, r)| (t.clone(), *r))
             .collect();
-        let mut r = share.report(&view, WORLD_BUDGET, now);
+        let mut r = share.report(&view, &BTreeMap::new(), WORLD_BUDGET, now);
         r.wanted = wanted;
         self.last_report[i] = now;
         self.sent += 1;
@@ -506,4 +514,114 @@ proptest! {
         }
         prop_assert!(w.sent > 0);
     }
+}
+
+#[test]
+fn a_grant_carries_what_the_other_instances_enacted_in_the_last_hour() {
+    let acts = |list: &[(&str, &[u64])]| -> BTreeMap<String, Vec<Timestamp>> {
+        list.iter()
+            .map(|(agent, at)| (agent.to_string(), at.iter().map(|s| t(*s)).collect()))
+            .collect()
+    };
+    let mut a = report("a", 1, t(0), &[("web", 2)], 0);
+    a.actions = acts(&[("scaler", &[0, 5])]);
+    let mut b = report("b", 1, t(0), &[("db", 2)], 0);
+    b.actions = acts(&[("scaler", &[8]), ("breaker", &[9])]);
+    let mut h = warm(&[a.clone(), b.clone()]);
+    let ga = granted(h.on_report(a.clone(), t(10)));
+    assert_eq!(
+        ga.others_actions,
+        BTreeMap::from([("breaker".to_string(), 1), ("scaler".to_string(), 1)])
+    );
+    let gb = granted(h.on_report(b.clone(), t(10)));
+    assert_eq!(
+        gb.others_actions,
+        BTreeMap::from([("scaler".to_string(), 2)])
+    );
+    // An hour after a's first action only its second counts; a is silent by then, and
+    // what it enacted still counts for the hour.
+    b.sent_at = t(3603);
+    for s in (15..=3600).step_by(5) {
+        let mut r = b.clone();
+        r.sent_at = t(s);
+        h.on_report(r, t(s));
+    }
+    let gb = granted(h.on_report(b, t(3603)));
+    assert_eq!(
+        gb.others_actions,
+        BTreeMap::from([("scaler".to_string(), 1)])
+    );
+}
+
+const ACTIONS_POLICY: &str = r#"
+apiVersion: conclave/v1
+kind: Policy
+metadata: {name: shared-actions, revision: s1}
+spec:
+  targets:
+    - {name: web, kind: service}
+    - {name: db, kind: service}
+  agents:
+    scaler: {mode: enforce}
+  guardrails:
+    defaults: {min_replicas: 1, max_replicas: 40, max_step: 10, cooldown: 0s, scale_down_stabilization: 0s}
+    max_actions_per_hour: 3
+"#;
+
+#[test]
+fn the_action_budget_counts_what_the_other_instances_enacted() {
+    let policy: Arc<Policy> = Arc::new(
+        crate::policy::compile_str("shared.yaml", ACTIONS_POLICY, &["scaler"])
+            .expect("policy compiles"),
+    );
+    let arbiter = Arbiter::new(policy);
+    let propose = |id: &str, target: &str, to: u32, at: Timestamp| Proposal {
+        id: id.into(),
+        agent: "scaler".into(),
+        target: Target::new(target),
+        action: Action::Scale { replicas: to },
+        confidence: Confidence::try_new(0.9).expect("valid"),
+        rationale: Vec::new(),
+        model: None,
+        fallback: None,
+        at,
+        trace: None,
+        inference: None,
+        rule: None,
+    };
+    let mut share = FleetShare::new("a", LEASE);
+    share.observe(&[Target::new("web"), Target::new("db")], t(0));
+    let mut state = ArbiterState::with_fleet_share(share);
+    state.observe_replicas(Target::new("web"), 4);
+    state.observe_replicas(Target::new("db"), 4);
+    // One action here.
+    let d = arbiter.decide(&mut state, t(1), vec![propose("p1", "web", 5, t(1))]);
+    assert_eq!(d[0].outcome, Outcome::Enacted);
+    // A grant saying the others enacted 2 of the scaler's 3 this hour.
+    let replicas = state.all_replicas().clone();
+    let share = state.fleet_share_mut().expect("shared");
+    let r = share.report(&replicas, &BTreeMap::new(), 20, t(2));
+    share
+        .accept(&Grant {
+            instance: "a".into(),
+            seq: r.seq,
+            sent_at: r.sent_at,
+            replicas: 1000,
+            lease_ms: 10_000,
+            holder: "b".into(),
+            budget: 1000,
+            fleet_used: 0,
+            others_actions: BTreeMap::from([("scaler".to_string(), 2)]),
+        })
+        .expect("grant taken");
+    let d = arbiter.decide(&mut state, t(3), vec![propose("p2", "db", 5, t(3))]);
+    assert_eq!(d[0].outcome, Outcome::Rejected);
+    assert_eq!(
+        d[0].reasons[0].message,
+        "agent `scaler` has had 3 actions enacted in the last hour across the instances (1 here, 2 elsewhere); max_actions_per_hour is 3"
+    );
+    // Without a grant in force, only this instance's own count is known.
+    state.fleet_share_mut().expect("shared").expire(t(20));
+    let d = arbiter.decide(&mut state, t(21), vec![propose("p3", "db", 5, t(21))]);
+    assert_eq!(d[0].outcome, Outcome::Enacted);
 }

@@ -406,7 +406,7 @@ impl Actor for ArbiterActor {
                 let budget = s.args.arbiter.policy().fleet_replica_budget();
                 let report = match (budget, s.state.share.as_mut()) {
                     (Some(budget), Some(share)) => {
-                        Some(share.report(&s.state.replicas, budget, now))
+                        Some(share.report(&s.state.replicas, &s.state.enacted_log, budget, now))
                     }
                     _ => None,
                 };

@@ -357,6 +357,7 @@ async fn a_shared_budget_waits_for_a_grant_reports_demand_and_shows_its_gauges()
         holder: "other".into(),
         budget: 10,
         fleet_used: 2,
+        others_actions: std::collections::BTreeMap::new(),
     };
     assert_eq!(
         handle.fleet_grant(grant(99)).await.expect("running"),
