@@ -261,8 +261,16 @@ fn decide_scale(
     let policy: Arc<Policy> = Arc::new(
         crate::policy::compile_str("shared.yaml", POLICY, &["scaler"]).expect("policy compiles"),
     );
-    let p = Proposal {
-        id: format!("p-{target}-{}", at.as_millis()),
+    let p = scale_proposal(&format!("p-{target}-{}", at.as_millis()), target, to, at);
+    let mut out = Arbiter::new(policy).decide(state, at, vec![p]);
+    assert_eq!(out.len(), 1);
+    out.remove(0)
+}
+
+/// The scaler proposing `to` replicas for `target` at `at`.
+fn scale_proposal(id: &str, target: &str, to: u32, at: Timestamp) -> Proposal {
+    Proposal {
+        id: id.into(),
         agent: "scaler".into(),
         target: Target::new(target),
         action: Action::Scale { replicas: to },
@@ -274,10 +282,7 @@ fn decide_scale(
         trace: None,
         inference: None,
         rule: None,
-    };
-    let mut out = Arbiter::new(policy).decide(state, at, vec![p]);
-    assert_eq!(out.len(), 1);
-    out.remove(0)
+    }
 }
 
 #[test]
@@ -575,20 +580,7 @@ fn the_action_budget_counts_what_the_other_instances_enacted() {
             .expect("policy compiles"),
     );
     let arbiter = Arbiter::new(policy);
-    let propose = |id: &str, target: &str, to: u32, at: Timestamp| Proposal {
-        id: id.into(),
-        agent: "scaler".into(),
-        target: Target::new(target),
-        action: Action::Scale { replicas: to },
-        confidence: Confidence::try_new(0.9).expect("valid"),
-        rationale: Vec::new(),
-        model: None,
-        fallback: None,
-        at,
-        trace: None,
-        inference: None,
-        rule: None,
-    };
+    let propose = scale_proposal;
     let mut share = FleetShare::new("a", LEASE);
     share.observe(&[Target::new("web"), Target::new("db")], t(0));
     let mut state = ArbiterState::with_fleet_share(share);
