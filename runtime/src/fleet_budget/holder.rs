@@ -294,12 +294,4 @@ impl BudgetHolder {
         }
         out
     }
-
-    /// Instances the holder counts as live at `now`, for its log.
-    pub fn live_instances(&self, now: Timestamp) -> usize {
-        self.instances
-            .values()
-            .filter(|i| i.live(now, self.lease))
-            .count()
-    }
 }

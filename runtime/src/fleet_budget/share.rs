@@ -83,11 +83,6 @@ impl FleetShare {
         }
     }
 
-    /// This instance's name.
-    pub fn instance(&self) -> &str {
-        &self.instance
-    }
-
     /// Targets that had telemetry here in the window ending at `at`.
     pub fn observe<'a>(&mut self, seen: impl IntoIterator<Item = &'a Target>, at: Timestamp) {
         for t in seen {

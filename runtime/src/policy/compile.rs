@@ -242,25 +242,7 @@ impl Compiler<'_> {
         range: (Duration, Duration),
         expected: &'static str,
     ) -> Option<Duration> {
-        match humantime::parse_duration(raw.value.trim()) {
-            Ok(d) if d >= range.0 && d <= range.1 => Some(d),
-            Ok(_) => {
-                self.p.push(
-                    raw.loc,
-                    path,
-                    Problem::DurationOutOfRange {
-                        expected,
-                        found: raw.value.clone(),
-                    },
-                );
-                None
-            }
-            Err(_) => {
-                self.p
-                    .push(raw.loc, path, Problem::BadDuration(raw.value.clone()));
-                None
-            }
-        }
+        duration(raw, path, range, expected, &mut self.p)
     }
 
     fn condition(&mut self, raw: &Located<String>, path: &str) -> Option<Condition> {
@@ -757,5 +739,33 @@ impl Compiler<'_> {
             });
         }
         out
+    }
+}
+
+/// `raw` as a duration within `range` (inclusive), or the problem reported into `p`.
+pub(crate) fn duration(
+    raw: &Located<String>,
+    path: &str,
+    range: (Duration, Duration),
+    expected: &'static str,
+    p: &mut Problems,
+) -> Option<Duration> {
+    match humantime::parse_duration(raw.value.trim()) {
+        Ok(d) if d >= range.0 && d <= range.1 => Some(d),
+        Ok(_) => {
+            p.push(
+                raw.loc,
+                path,
+                Problem::DurationOutOfRange {
+                    expected,
+                    found: raw.value.clone(),
+                },
+            );
+            None
+        }
+        Err(_) => {
+            p.push(raw.loc, path, Problem::BadDuration(raw.value.clone()));
+            None
+        }
     }
 }

@@ -69,7 +69,7 @@ pub struct PulsarBudget {
     /// Grants topic.
     pub grants_topic: String,
     /// Grant lease.
-    #[serde(with = "humantime_serde_ms")]
+    #[serde(serialize_with = "super::model::ser_duration")]
     pub lease: Duration,
 }
 
@@ -80,16 +80,6 @@ impl Default for PulsarBudget {
             grants_topic: DEFAULT_BUDGET_GRANTS_TOPIC.to_string(),
             lease: Duration::from_secs(10),
         }
-    }
-}
-
-/// Durations serialized as humantime text (`10s`).
-mod humantime_serde_ms {
-    pub(super) fn serialize<S: serde::Serializer>(
-        d: &std::time::Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(*d))
     }
 }
 
@@ -464,23 +454,11 @@ pub(crate) fn compile(
                 topic(t, "spec.pulsar.budget.grants_topic", p).unwrap_or_default();
         }
         if let Some(l) = &b.lease {
-            match humantime::parse_duration(l.value.trim()) {
-                Ok(d) if (Duration::from_secs(2)..=Duration::from_secs(300)).contains(&d) => {
-                    out.budget.lease = d;
-                }
-                Ok(_) => p.push(
-                    l.loc,
-                    "spec.pulsar.budget.lease",
-                    Problem::DurationOutOfRange {
-                        expected: "2s..=5m",
-                        found: l.value.clone(),
-                    },
-                ),
-                Err(_) => p.push(
-                    l.loc,
-                    "spec.pulsar.budget.lease",
-                    Problem::BadDuration(l.value.clone()),
-                ),
+            let range = (Duration::from_secs(2), Duration::from_secs(300));
+            if let Some(d) =
+                super::compile::duration(l, "spec.pulsar.budget.lease", range, "2s..=5m", p)
+            {
+                out.budget.lease = d;
             }
         }
     }

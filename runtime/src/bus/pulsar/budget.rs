@@ -121,7 +121,6 @@ async fn subscribe(
     kind: SubType,
     durable: bool,
 ) -> Result<Consumer<Vec<u8>, TokioExecutor>, PulsarError> {
-    let timeout = transport.settings().operation_timeout;
     let build = transport
         .client()
         .consumer()
@@ -136,19 +135,7 @@ async fn subscribe(
             ..ConsumerOptions::default()
         })
         .build::<Vec<u8>>();
-    match tokio::time::timeout(timeout, build).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(PulsarError::Topic {
-            what: "subscribe to",
-            topic: topic.to_owned(),
-            detail: e.to_string(),
-        }),
-        Err(_) => Err(PulsarError::Topic {
-            what: "subscribe to",
-            topic: topic.to_owned(),
-            detail: format!("no answer within {timeout:?}"),
-        }),
-    }
+    super::created(transport, "subscribe to", topic, build).await
 }
 
 fn message(payload: Vec<u8>, key: &str) -> producer::Message {

@@ -101,20 +101,7 @@ pub(crate) async fn subscribe(
                 .with_topic_refresh(std::time::Duration::from_secs(30))
         }
     };
-    let timeout = s.operation_timeout;
-    match tokio::time::timeout(timeout, b.build::<Vec<u8>>()).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(PulsarError::Topic {
-            what: "subscribe to",
-            topic: describe_topics(t),
-            detail: e.to_string(),
-        }),
-        Err(_) => Err(PulsarError::Topic {
-            what: "subscribe to",
-            topic: describe_topics(t),
-            detail: format!("no answer within {timeout:?}"),
-        }),
-    }
+    super::created(t, "subscribe to", &describe_topics(t), b.build::<Vec<u8>>()).await
 }
 
 #[cfg(test)]

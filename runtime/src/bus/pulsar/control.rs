@@ -49,7 +49,6 @@ pub async fn spawn_control(
     events: mpsc::UnboundedSender<ControlEvent>,
 ) -> Result<Arc<ControlStats>, PulsarError> {
     let topic = transport.settings().control_topic.clone();
-    let timeout = transport.settings().operation_timeout;
     let build = transport
         .client()
         .consumer()
@@ -65,23 +64,7 @@ pub async fn spawn_control(
         })
         .build::<Vec<u8>>();
     let mut consumer: Consumer<Vec<u8>, TokioExecutor> =
-        match tokio::time::timeout(timeout, build).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                return Err(PulsarError::Topic {
-                    what: "subscribe to",
-                    topic,
-                    detail: e.to_string(),
-                })
-            }
-            Err(_) => {
-                return Err(PulsarError::Topic {
-                    what: "subscribe to",
-                    topic,
-                    detail: format!("no answer within {timeout:?}"),
-                })
-            }
-        };
+        super::created(transport, "subscribe to", &topic, build).await?;
     let stats = Arc::new(ControlStats::default());
     let s = stats.clone();
     let me = transport.name().to_owned();

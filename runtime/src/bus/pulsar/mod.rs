@@ -364,6 +364,43 @@ impl Failure<'_> {
     }
 }
 
+/// Waits for a consumer or producer being created on `topic`, at most the operation
+/// timeout: a refusal or no answer is [`PulsarError::Topic`] (`what`: `subscribe to` or
+/// `publish to`), so a missing topic or a stuck broker is reported, never waited on.
+pub(crate) async fn created<T>(
+    transport: &PulsarTransport,
+    what: &'static str,
+    topic: &str,
+    create: impl std::future::Future<Output = Result<T, ::pulsar::Error>>,
+) -> Result<T, PulsarError> {
+    let timeout = transport.settings().operation_timeout;
+    let detail = match tokio::time::timeout(timeout, create).await {
+        Ok(Ok(made)) => return Ok(made),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {timeout:?}"),
+    };
+    Err(PulsarError::Topic {
+        what,
+        topic: topic.to_owned(),
+        detail,
+    })
+}
+
+/// How every producer here publishes keyed messages.
+pub(crate) fn keyed_producer_options() -> ::pulsar::ProducerOptions {
+    ::pulsar::ProducerOptions {
+        // One message per send: Key_Shared consumers get keys one message at a time, and a
+        // batch would mix keys.
+        batch_size: None,
+        // Wait for room instead of failing with `SlowDown` when many sends are in flight.
+        block_queue_if_full: true,
+        // On a partitioned topic, each key to one partition (its messages stay in order);
+        // the client's default sends round-robin whatever the key.
+        routing_policy: Some(::pulsar::routing_policy::RoutingPolicy::RoundRobin),
+        ..::pulsar::ProducerOptions::default()
+    }
+}
+
 /// Exponential backoff for recreating consumers and producers: 200 ms doubling to 5 s.
 pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(200u64.saturating_mul(1 << attempt.min(5))).min(Duration::from_secs(5))

@@ -4,8 +4,7 @@
 
 use std::collections::HashMap;
 
-use ::pulsar::routing_policy::RoutingPolicy;
-use ::pulsar::{producer, Producer, ProducerOptions, TokioExecutor};
+use ::pulsar::{producer, Producer, TokioExecutor};
 use bytes::Bytes;
 use tokio::sync::Mutex;
 
@@ -36,39 +35,14 @@ impl ManagedProducer {
 
     async fn ensure(&mut self) -> Result<&mut Producer<TokioExecutor>, PulsarError> {
         if self.producer.is_none() {
-            let timeout = self.transport.settings().operation_timeout;
             let build = self
                 .transport
                 .client()
                 .producer()
                 .with_topic(&self.topic)
-                .with_options(ProducerOptions {
-                    // Keyed telemetry and actions must reach Key_Shared consumers one key
-                    // per message; batching would mix keys.
-                    batch_size: None,
-                    block_queue_if_full: true,
-                    // On a partitioned topic, each key to one partition (see publisher.rs).
-                    routing_policy: Some(RoutingPolicy::RoundRobin),
-                    ..ProducerOptions::default()
-                })
+                .with_options(super::keyed_producer_options())
                 .build();
-            let p = match tokio::time::timeout(timeout, build).await {
-                Ok(Ok(p)) => p,
-                Ok(Err(e)) => {
-                    return Err(PulsarError::Topic {
-                        what: "publish to",
-                        topic: self.topic.clone(),
-                        detail: e.to_string(),
-                    })
-                }
-                Err(_) => {
-                    return Err(PulsarError::Topic {
-                        what: "publish to",
-                        topic: self.topic.clone(),
-                        detail: format!("no answer within {timeout:?}"),
-                    })
-                }
-            };
+            let p = super::created(&self.transport, "publish to", &self.topic, build).await?;
             self.producer = Some(p);
         }
         self.producer.as_mut().ok_or_else(|| PulsarError::Topic {

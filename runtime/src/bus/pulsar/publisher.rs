@@ -5,8 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use ::pulsar::consumer::{ConsumerOptions, InitialPosition};
-use ::pulsar::routing_policy::RoutingPolicy;
-use ::pulsar::{producer, Consumer, Producer, ProducerOptions, SubType, TokioExecutor};
+use ::pulsar::{producer, Consumer, Producer, SubType, TokioExecutor};
 use futures::StreamExt;
 
 use super::{PulsarError, PulsarTransport, EVENT_ID_PROPERTY};
@@ -39,31 +38,14 @@ impl Publisher {
     /// [`PulsarError::Topic`] when the topic cannot be published to.
     pub async fn open(transport: &PulsarTransport, topic: &str) -> Result<Self, PulsarError> {
         let timeout = transport.settings().operation_timeout;
-        let err = |detail: String| PulsarError::Topic {
-            what: "publish to",
-            topic: topic.to_owned(),
-            detail,
-        };
         let build = transport
             .client()
             .producer()
             .with_topic(topic)
             .with_name(format!("{}-publish", transport.name()))
-            .with_options(ProducerOptions {
-                batch_size: None,
-                // Wait for room instead of failing with `SlowDown` when many sends are
-                // in flight.
-                block_queue_if_full: true,
-                // On a partitioned topic, each key to one partition (its messages stay in
-                // order); the client's default sends round-robin whatever the key.
-                routing_policy: Some(RoutingPolicy::RoundRobin),
-                ..ProducerOptions::default()
-            })
+            .with_options(super::keyed_producer_options())
             .build();
-        let producer = tokio::time::timeout(timeout, build)
-            .await
-            .map_err(|_| err(format!("no answer within {timeout:?}")))?
-            .map_err(|e| err(e.to_string()))?;
+        let producer = super::created(transport, "publish to", topic, build).await?;
         Ok(Publisher {
             producer,
             topic: topic.to_owned(),
@@ -178,12 +160,6 @@ impl TopicReader {
         subscription: &str,
         durable: bool,
     ) -> Result<Self, PulsarError> {
-        let timeout = transport.settings().operation_timeout;
-        let err = |detail: String| PulsarError::Topic {
-            what: "subscribe to",
-            topic: topic.to_owned(),
-            detail,
-        };
         let build = transport
             .client()
             .consumer()
@@ -196,10 +172,7 @@ impl TopicReader {
                 ..ConsumerOptions::default()
             })
             .build::<Vec<u8>>();
-        let consumer = tokio::time::timeout(timeout, build)
-            .await
-            .map_err(|_| err(format!("no answer within {timeout:?}")))?
-            .map_err(|e| err(e.to_string()))?;
+        let consumer = super::created(transport, "subscribe to", topic, build).await?;
         Ok(TopicReader { consumer })
     }
 
